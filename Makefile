@@ -1,0 +1,39 @@
+# Heartbeat Monitor. `make run` serves on SQLite; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := app
+
+.PHONY: run test bench monitor system-test-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.requirements: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.requirements
+	LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/flask db upgrade
+	LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/flask run --host 127.0.0.1 --port 5000
+
+monitor: $(VENV)/.requirements
+	$(BIN)/flask monitor
+
+test: $(VENV)/.requirements-dev system-test-deps
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.requirements-dev
+	$(BIN)/python bench/run_all.py
+
+# Debian packages the end-to-end tests drive (headless Chromium); installed once.
+system-test-deps:
+	@true
+
+clean:
+	rm -rf $(VENV) .pytest_cache

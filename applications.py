@@ -1,0 +1,147 @@
+"""Managing applications: create, change, list, pause, resume, delete."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from database import db
+from exceptions import ApplicationNotFound, Conflict, ValidationFailed
+from heartbeat_monitor import next_check_at
+from models import Application, ApplicationTag, Heartbeat
+from schedule import next_deadline
+from utils.pagination import decode_cursor, encode_cursor
+
+_SCHEDULE_FIELDS = {"period_seconds", "cron", "timezone", "grace_seconds"}
+DEFAULTS = {"description": "", "period_seconds": 86400, "timezone": "UTC", "grace_seconds": 3600,
+            "failure_threshold": 1, "tags": []}
+
+
+def get_application(uuid: str, *, for_update: bool = False) -> Application:
+    query = select(Application).where(Application.uuid == uuid)
+    if for_update:
+        query = query.with_for_update()
+    application = db.session.execute(query).scalar_one_or_none()
+    if application is None:
+        raise ApplicationNotFound(uuid)
+    return application
+
+
+def create_application(fields: dict[str, Any], now: dt.datetime) -> Application:
+    """Create an application; a client-chosen UUID must be unused."""
+    fields = dict(fields)
+    if fields.get("uuid") is not None:
+        fields["uuid"] = str(fields["uuid"])
+        if db.session.execute(select(Application.id).where(
+                Application.uuid == fields["uuid"])).first():
+            raise Conflict(f"An application with UUID {fields['uuid']} already exists.")
+    application = Application(created_at=now, updated_at=now, status="new",
+                              consecutive_failures=0)
+    _assign(application, {**DEFAULTS, **fields}, now)
+    db.session.add(application)
+    db.session.commit()
+    return application
+
+
+def update_application(uuid: str, fields: dict[str, Any], now: dt.datetime) -> Application:
+    if "uuid" in fields:
+        raise ValidationFailed({"uuid": ["The UUID of an application cannot be changed."]})
+    application = get_application(uuid, for_update=True)
+    _assign(application, fields, now)
+    application.updated_at = now
+    db.session.commit()
+    return application
+
+
+def _assign(application: Application, fields: dict[str, Any], now: dt.datetime) -> None:
+    fields = dict(fields)
+    if fields.get("cron"):
+        fields["period_seconds"] = None
+    elif fields.get("period_seconds"):
+        fields["cron"] = None
+    channel_ids = fields.pop("channels", None)
+    for name, value in fields.items():
+        setattr(application, name, value)
+    if channel_ids is not None:
+        set_channels(application, channel_ids)
+    if application.period_seconds is None and not application.cron:
+        application.period_seconds = 86400
+    if _SCHEDULE_FIELDS & fields.keys() and application.last_heartbeat_at is not None \
+            and application.status not in ("paused", "new"):
+        application.next_deadline_at = next_deadline(
+            application.period_seconds, application.cron, application.timezone,
+            application.last_heartbeat_at)
+    application.next_check_at = next_check_at(application)
+
+
+def set_channels(application: Application, channel_ids: list[int]) -> None:
+    """Attach channels by id; replaced by the alerting module once channels exist."""
+    if channel_ids:
+        raise ValidationFailed({"channels": ["Unknown channel ids."]})
+
+
+def list_applications(status: str | None, tag: str | None, limit: int,
+                      cursor: str | None) -> tuple[list[Application], str | None]:
+    query = select(Application).order_by(Application.id).limit(limit + 1)
+    if status:
+        query = query.where(Application.status == status)
+    if tag:
+        query = query.where(Application.id.in_(
+            select(ApplicationTag.application_id).where(ApplicationTag.tag == tag)))
+    if cursor:
+        (after_id,) = decode_cursor(cursor, 1)
+        query = query.where(Application.id > int(after_id))
+    rows = list(db.session.execute(query).scalars())
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def list_heartbeats(uuid: str, limit: int, cursor: str | None) -> tuple[list[Heartbeat], str | None]:
+    application = get_application(uuid)
+    query = (select(Heartbeat).where(Heartbeat.application_id == application.id)
+             .order_by(Heartbeat.received_at.desc(), Heartbeat.id.desc()).limit(limit + 1))
+    if cursor:
+        received_iso, before_id = decode_cursor(cursor, 2)
+        try:
+            received_at = dt.datetime.fromisoformat(received_iso)
+        except (TypeError, ValueError):
+            raise ValidationFailed({"cursor": ["Invalid cursor."]})
+        query = query.where(
+            (Heartbeat.received_at < received_at)
+            | ((Heartbeat.received_at == received_at) & (Heartbeat.id < int(before_id))))
+    rows = list(db.session.execute(query).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last.received_at.isoformat(), last.id])
+    return rows[:limit], next_cursor
+
+
+def pause_application(uuid: str, now: dt.datetime) -> Application:
+    application = get_application(uuid, for_update=True)
+    application.status = "paused"
+    application.last_start_at = None
+    application.next_check_at = None
+    application.consecutive_failures = 0
+    application.updated_at = now
+    db.session.commit()
+    return application
+
+
+def resume_application(uuid: str, now: dt.datetime) -> Application:
+    """Resume watching: the application waits for its next heartbeat, like a new one."""
+    application = get_application(uuid, for_update=True)
+    if application.status == "paused":
+        application.status = "new"
+        application.next_deadline_at = None
+        application.next_check_at = None
+        application.updated_at = now
+        db.session.commit()
+    return application
+
+
+def delete_application(uuid: str) -> None:
+    application = get_application(uuid, for_update=True)
+    db.session.delete(application)
+    db.session.commit()

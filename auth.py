@@ -1,0 +1,64 @@
+"""API keys: generated once, stored hashed, checked in constant time."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from flask import g, request
+from sqlalchemy import select
+
+from database import db
+from exceptions import Forbidden, Unauthorized
+from models import ApiKey
+
+KEY_SCHEME = "hbm"
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256-bit random strings, so a fast hash is enough; no salt or stretching needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(name: str, read_only: bool, now: dt.datetime) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the plaintext key, which is never stored."""
+    prefix = secrets.token_hex(4)
+    plaintext = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey(name=name, prefix=prefix, key_hash=hash_key(plaintext),
+                     read_only=read_only, created_at=now)
+    db.session.add(api_key)
+    db.session.commit()
+    return api_key, plaintext
+
+
+def presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get("X-Api-Key", "").strip() or None
+
+
+def authenticate(key: str | None) -> ApiKey:
+    """The active ApiKey matching `key`, or Unauthorized."""
+    if not key:
+        raise Unauthorized("Send the key as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.")
+    parts = key.split("_", 2)
+    prefix = parts[1] if len(parts) == 3 and parts[0] == KEY_SCHEME else ""
+    api_key = db.session.execute(
+        select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none() if prefix else None
+    expected = api_key.key_hash if api_key else _DUMMY_HASH
+    if not hmac.compare_digest(expected, hash_key(key)) or api_key is None:
+        raise Unauthorized("The API key is not valid.")
+    return api_key
+
+
+def require_api_key() -> None:
+    """Before-request guard of the management API."""
+    api_key = authenticate(presented_key())
+    if api_key.read_only and request.method not in READ_METHODS:
+        raise Forbidden("This API key is read-only.")
+    g.api_key_id = api_key.id

@@ -1,0 +1,27 @@
+"""Flask CLI commands: `flask api-key create`, `flask monitor`."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from auth import create_api_key
+from config import runtime
+
+api_key_cli = AppGroup("api-key", help="Manage API keys of the management API.")
+
+
+@api_key_cli.command("create")
+@click.option("--read-only", is_flag=True, help="The key may only read (GET).")
+@click.argument("name")
+def create_api_key_command(name: str, read_only: bool) -> None:
+    """Create an API key; the key is printed once, alone on the last line."""
+    api_key, plaintext = create_api_key(name, read_only, runtime().clock.now())
+    access = "read-only" if read_only else "read-write"
+    click.echo(f"Created {access} API key {api_key.name!r} (id {api_key.id}). "
+               "Store it now; it is not shown again:")
+    click.echo(plaintext)
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(api_key_cli)

@@ -1,0 +1,80 @@
+"""Database extension objects, engine options and column types shared by the models."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from config import Settings
+
+db = SQLAlchemy()
+migrate = Migrate()
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, always returns timezone-aware UTC, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc)
+
+
+def engine_options(settings: Settings) -> dict:
+    """Pooling with pre-ping; short connect timeouts so an outage is noticed quickly."""
+    if settings.is_sqlite:
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 10,
+        "pool_timeout": settings.DB_CONNECT_TIMEOUT_SECONDS + 1,
+        "pool_recycle": 1800,
+        "connect_args": {
+            "connect_timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
+            # A stalled server must not hang a request forever.
+            "options": "-c statement_timeout=15000 -c idle_in_transaction_session_timeout=30000",
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2,
+        },
+    }
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    if type(dbapi_connection).__module__ != "sqlite3":
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when the error means the database could not be reached (not a bad query)."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return True
+    if isinstance(error, sa_exc.TimeoutError):  # pool exhausted while the server is stalled
+        return True
+    return False
+
+
+def dialect_name() -> str:
+    return db.engine.dialect.name

@@ -1,0 +1,130 @@
+"""Database models: applications, heartbeats, API keys and the error log."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuid_lib
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from database import UTCDateTime, db
+
+STATUSES = ("new", "up", "late", "down", "paused")
+HEARTBEAT_KINDS = ("ok", "fail", "start", "log")
+
+
+def new_uuid() -> str:
+    return str(uuid_lib.uuid4())
+
+
+class Application(db.Model):
+    """A watched job or service, with its schedule and current status."""
+
+    __tablename__ = "applications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    period_seconds: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
+    grace_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=3600)
+    failure_threshold: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="new", index=True)
+    last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_start_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_start_rid: Mapped[str | None] = mapped_column(String(36))
+    next_deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the monitor must next look at this application (deadline, deadline + grace, or
+    # start + grace); NULL when time cannot change its status. The monitor's only query.
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    tag_rows: Mapped[list["ApplicationTag"]] = relationship(
+        back_populates="application", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ApplicationTag.tag")
+
+    @property
+    def tags(self) -> list[str]:
+        return [row.tag for row in self.tag_rows]
+
+    @tags.setter
+    def tags(self, values: list[str]) -> None:
+        wanted = list(dict.fromkeys(values))
+        self.tag_rows = [ApplicationTag(tag=tag) for tag in wanted]
+
+
+class ApplicationTag(db.Model):
+    __tablename__ = "application_tags"
+
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+    application: Mapped[Application] = relationship(back_populates="tag_rows")
+
+
+class Heartbeat(db.Model):
+    """One signal received from an application."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (
+        Index("ix_heartbeats_application_received", "application_id", "received_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Assigned at ingest, before any write: makes a spool replay idempotent.
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    metadata_json: Mapped[dict | None] = mapped_column("metadata", JSON)
+    rid: Mapped[str | None] = mapped_column(String(36))
+    source: Mapped[str] = mapped_column(String(8), nullable=False, default="ping")
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    application: Mapped[Application] = relationship()
+
+
+class ApiKey(db.Model):
+    """A management API key; only a hash of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    read_only: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ErrorLog(db.Model):
+    """A server-side error; repeats of one fingerprint raise occurrence_count."""
+
+    __tablename__ = "error_logs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    error_type: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    error_message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    stack_trace: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    path: Mapped[str | None] = mapped_column(String(500))
+    method: Mapped[str | None] = mapped_column(String(10))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    occurrence_count: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    resolved: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

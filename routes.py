@@ -1,0 +1,182 @@
+"""HTTP routes: thin views that parse, call one function and serialize."""
+from __future__ import annotations
+
+import json
+import uuid as uuid_lib
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+import applications
+from auth import require_api_key
+from config import runtime
+from exceptions import (MalformedRequest, NotFound, PayloadTooLarge, UnsupportedMediaType,
+                        ValidationFailed)
+from heartbeat_monitor import MAX_PING_MESSAGE_BYTES, Signal, kind_for_exit_code, record_heartbeat
+from schemas import (ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
+                     ApplicationPageSchema, HeartbeatInSchema, HeartbeatOutSchema,
+                     HeartbeatPageSchema, PageQuerySchema)
+
+ping_bp = Blueprint("ping", __name__)
+api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+PING_SIGNALS = {"start": "start", "fail": "fail", "log": "log"}
+PUBLIC_API_ENDPOINTS = {"api.create_heartbeat"}
+
+
+def parse_uuid(value: str) -> str:
+    """Canonical lower-case UUID, or 400 before any query is made."""
+    try:
+        return str(uuid_lib.UUID(value))
+    except ValueError:
+        raise MalformedRequest(f"Not a valid UUID: {value[:64]!r}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_body() -> bytes:
+    """The whole body, refusing more than MAX_BODY_BYTES even when no length was declared."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    # A declared length was checked before the view; with neither a length nor a server-framed
+    # (chunked) body, there is no body to read.
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=True)
+    stream, parts, size = request.input_stream, [], 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+    raise PayloadTooLarge(f"Bodies may be at most {limit} bytes.")
+
+
+def json_body(*, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object (strict: no NaN or Infinity)."""
+    data = read_body()
+    if not data.strip():
+        if allow_empty:
+            return {}
+        raise MalformedRequest("A JSON object body is required.")
+    if not request.is_json:
+        raise UnsupportedMediaType(f"Got Content-Type: {request.mimetype or 'none'}")
+    try:
+        value = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise MalformedRequest("The body is not valid JSON.")
+    if not isinstance(value, dict):
+        raise MalformedRequest("The JSON body must be an object.")
+    return value
+
+
+def query_args(schema) -> dict[str, Any]:
+    return schema.load(request.args.to_dict())
+
+
+def _client_signal(kind: str, **fields: Any) -> Signal:
+    return Signal(kind=kind, received_at=runtime().clock.now(),
+                  remote_addr=request.remote_addr,
+                  user_agent=(request.user_agent.string or "")[:300] or None, **fields)
+
+
+# --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
+
+@ping_bp.route("/ping/<uuid>", methods=["GET", "POST", "HEAD"])
+@ping_bp.route("/ping/<uuid>/<signal>", methods=["GET", "POST", "HEAD"])
+def ping(uuid: str, signal: str | None = None) -> Response:
+    application_uuid = parse_uuid(uuid)
+    exit_code = None
+    if signal is None:
+        kind = "ok"
+    elif signal in PING_SIGNALS:
+        kind = PING_SIGNALS[signal]
+    elif signal.isdigit() and len(signal) <= 3:
+        exit_code = int(signal)
+        if exit_code > 255:
+            raise ValidationFailed({"exit_code": ["Must be between 0 and 255."]})
+        kind = kind_for_exit_code(exit_code)
+    else:
+        raise NotFound(f"Unknown ping signal: {signal[:32]!r}")
+    rid = request.args.get("rid")
+    if rid is not None:
+        rid = parse_uuid(rid)
+    body = read_body()[:MAX_PING_MESSAGE_BYTES]
+    record_heartbeat(application_uuid, _client_signal(
+        kind, exit_code=exit_code, rid=rid, message=body.decode("utf-8", errors="replace")))
+    return Response("OK", status=200, mimetype="text/plain")
+
+
+@api_bp.post("/applications/<uuid>/heartbeats")
+def create_heartbeat(uuid: str):
+    application_uuid = parse_uuid(uuid)
+    fields = HeartbeatInSchema().load(json_body(allow_empty=True))
+    kind = fields.pop("status")
+    heartbeat = record_heartbeat(application_uuid, _client_signal(
+        kind, source="api", message=fields.get("message", ""),
+        duration_ms=fields.get("duration_ms"), exit_code=fields.get("exit_code"),
+        metadata=fields.get("metadata")))
+    return HeartbeatOutSchema().dump(heartbeat), 202
+
+
+# --- Management API (§4): needs a key ------------------------------------------------------
+
+@api_bp.before_request
+def _authenticate() -> None:
+    if request.endpoint not in PUBLIC_API_ENDPOINTS:
+        require_api_key()
+
+
+@api_bp.get("/applications")
+def list_applications():
+    args = query_args(ApplicationListQuerySchema())
+    items, next_cursor = applications.list_applications(
+        args.get("status"), args.get("tag"), args["limit"], args.get("cursor"))
+    return ApplicationPageSchema().dump({"items": items, "next_cursor": next_cursor})
+
+
+@api_bp.post("/applications")
+def create_application():
+    fields = ApplicationInSchema().load(json_body())
+    application = applications.create_application(fields, runtime().clock.now())
+    return ApplicationOutSchema().dump(application), 201
+
+
+@api_bp.get("/applications/<uuid>")
+def get_application(uuid: str):
+    return ApplicationOutSchema().dump(applications.get_application(parse_uuid(uuid)))
+
+
+@api_bp.patch("/applications/<uuid>")
+def update_application(uuid: str):
+    application_uuid = parse_uuid(uuid)
+    fields = ApplicationInSchema(partial=True).load(json_body())
+    application = applications.update_application(application_uuid, fields, runtime().clock.now())
+    return ApplicationOutSchema().dump(application)
+
+
+@api_bp.delete("/applications/<uuid>")
+def delete_application(uuid: str):
+    applications.delete_application(parse_uuid(uuid))
+    return "", 204
+
+
+@api_bp.post("/applications/<uuid>/pause")
+def pause_application(uuid: str):
+    application = applications.pause_application(parse_uuid(uuid), runtime().clock.now())
+    return ApplicationOutSchema().dump(application)
+
+
+@api_bp.post("/applications/<uuid>/resume")
+def resume_application(uuid: str):
+    application = applications.resume_application(parse_uuid(uuid), runtime().clock.now())
+    return ApplicationOutSchema().dump(application)
+
+
+@api_bp.get("/applications/<uuid>/heartbeats")
+def list_heartbeats(uuid: str):
+    args = query_args(PageQuerySchema())
+    items, next_cursor = applications.list_heartbeats(
+        parse_uuid(uuid), args["limit"], args.get("cursor"))
+    return HeartbeatPageSchema().dump({"items": items, "next_cursor": next_cursor})

@@ -1,0 +1,221 @@
+"""Fixtures: a migrated database (SQLite and PostgreSQL), the app served over real HTTP."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from auth import create_api_key  # noqa: E402
+from database import db  # noqa: E402
+from utils.clock import ManualClock  # noqa: E402
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
+                                   "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_sessionstart(session):
+    try:
+        psycopg2.connect(_dsn(TEST_DATABASE_URL), connect_timeout=3).close()
+    except psycopg2.OperationalError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        pytest.exit(f"PostgreSQL is not reachable at TEST_DATABASE_URL={TEST_DATABASE_URL}: "
+                    f"{reason}", returncode=3)
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def migrate(url: str) -> None:
+    """Build the schema the way production does: by running the Alembic migrations."""
+    from flask_migrate import upgrade
+    app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False, "LOG_FORMAT": "text"})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+class PostgresDatabases:
+    """Creates databases on the test server and drops them all at the end."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    def _admin(self):
+        connection = psycopg2.connect(_dsn(self.admin_url))
+        connection.autocommit = True
+        return connection
+
+    def create(self) -> str:
+        name = f"hbmon_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        connection = self._admin()
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        self.created.append(name)
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        connection = self._admin()
+        with connection.cursor() as cursor:
+            for name in self.created:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases():
+    databases = PostgresDatabases(TEST_DATABASE_URL)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_databases) -> str:
+    """One migrated PostgreSQL database shared by the session; tables are emptied per test."""
+    url = postgres_databases.create()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+def _truncate_postgres(url: str) -> None:
+    connection = psycopg2.connect(_dsn(url))
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                       "AND tablename <> 'alembic_version'")
+        tables = ", ".join(f'"{row[0]}"' for row in cursor.fetchall())
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A freshly migrated, empty database: each test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "heartbeat.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    _truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def app_config(database_url, clock, tmp_path) -> dict:
+    return {"DATABASE_URL": database_url, "MONITOR_ENABLED": False, "CLOCK": clock,
+            "SPOOL_DIR": str(tmp_path / "spool"), "LOG_FORMAT": "text"}
+
+
+@pytest.fixture
+def app(app_config):
+    application = create_app(app_config)
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+class LiveServer:
+    """The app served by a real threaded WSGI server on a free loopback port."""
+
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    def start(self) -> "LiveServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server(app):
+    live = LiveServer(app).start()
+    yield live
+    live.stop()
+
+
+class Client:
+    """A requests session bound to the live server, optionally with an API key."""
+
+    def __init__(self, base_url: str, key: str | None = None):
+        self.base_url = base_url
+        self.session = requests.Session()
+        if key:
+            self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path, **kwargs):
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+
+def make_key(app, name: str = "test", read_only: bool = False) -> str:
+    with app.app_context():
+        _, plaintext = create_api_key(name, read_only, app.extensions["hbmon"].clock.now())
+        db.session.remove()
+    return plaintext
+
+
+@pytest.fixture
+def api(app, server) -> Client:
+    """An operator with a read-write key."""
+    return Client(server.url, make_key(app, "operator"))
+
+
+@pytest.fixture
+def anonymous(server) -> Client:
+    """A client without a key: applications pinging, or an intruder."""
+    return Client(server.url)
+
+
+@pytest.fixture
+def application(api) -> dict:
+    """A created application, as the API returned it."""
+    response = api.post("/api/v1/applications",
+                        json={"name": "nightly-backup", "period_seconds": 3600,
+                              "grace_seconds": 300, "tags": ["db", "nightly"]})
+    assert response.status_code == 201, response.text
+    return response.json()

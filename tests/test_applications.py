@@ -1,0 +1,114 @@
+"""§4: operators manage applications over the API."""
+from __future__ import annotations
+
+from tests.helpers import assert_envelope
+
+
+def test_operator_flow_from_create_to_delete(api, anonymous, clock):
+    created = api.post("/api/v1/applications", json={
+        "name": "invoice-run", "description": "sends invoices", "period_seconds": 600,
+        "grace_seconds": 60, "tags": ["billing"]})
+    assert created.status_code == 201
+    app = created.json()
+    assert app["status"] == "new" and app["ping_url"].endswith(f"/ping/{app['uuid']}")
+
+    assert anonymous.get(f"/ping/{app['uuid']}").status_code == 200
+    clock.advance(seconds=30)
+    beat = anonymous.post(f"/api/v1/applications/{app['uuid']}/heartbeats",
+                          json={"message": "42 invoices"})
+    assert beat.status_code == 202
+
+    listed = api.get("/api/v1/applications").json()["items"]
+    assert [a["uuid"] for a in listed] == [app["uuid"]]
+    state = api.get(f"/api/v1/applications/{app['uuid']}").json()
+    assert state["status"] == "up"
+    assert state["last_heartbeat_at"] == "2030-01-01T00:00:30Z"
+    assert state["next_deadline_at"] == "2030-01-01T00:10:30Z"
+
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    assert api.get(f"/api/v1/applications/{app['uuid']}").json()["status"] == "down"
+
+    paused = api.post(f"/api/v1/applications/{app['uuid']}/pause").json()
+    assert paused["status"] == "paused"
+    resumed = api.post(f"/api/v1/applications/{app['uuid']}/resume").json()
+    assert resumed["status"] == "new"
+
+    assert api.delete(f"/api/v1/applications/{app['uuid']}").status_code == 204
+    assert_envelope(api.get(f"/api/v1/applications/{app['uuid']}"), 404, "APPLICATION_NOT_FOUND")
+    assert_envelope(anonymous.get(f"/ping/{app['uuid']}"), 404, "HEARTBEAT_NOT_FOUND")
+
+
+def test_list_filters_by_status_and_tag(api, anonymous):
+    uuids = {}
+    for name, tags in [("a", ["db"]), ("b", ["db", "web"]), ("c", ["web"])]:
+        uuids[name] = api.post("/api/v1/applications",
+                               json={"name": name, "tags": tags}).json()["uuid"]
+    anonymous.get(f"/ping/{uuids['b']}")
+    anonymous.get(f"/ping/{uuids['c']}")
+
+    def names(query):
+        return sorted(a["name"] for a in api.get(f"/api/v1/applications{query}").json()["items"])
+
+    assert names("?tag=db") == ["a", "b"]
+    assert names("?status=up") == ["b", "c"]
+    assert names("?status=up&tag=db") == ["b"]
+    assert names("?status=new") == ["a"]
+    assert_envelope(api.get("/api/v1/applications?status=sleepy"), 422, "VALIDATION_ERROR")
+
+
+def test_list_pages_through_every_application_once(api):
+    for n in range(7):
+        api.post("/api/v1/applications", json={"name": f"job-{n}"})
+    names, cursor, pages = [], None, 0
+    while True:
+        page = api.get("/api/v1/applications?limit=3" + (f"&cursor={cursor}" if cursor else ""))
+        body = page.json()
+        names += [a["name"] for a in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert names == [f"job-{n}" for n in range(7)]
+    assert pages == 3
+
+
+def test_bad_cursor_is_a_validation_error(api):
+    error = assert_envelope(api.get("/api/v1/applications?cursor=%%%"), 422, "VALIDATION_ERROR")
+    assert "cursor" in error["details"]
+
+
+def test_patch_changes_schedule_and_recomputes_deadline(api, anonymous, application):
+    anonymous.get(f"/ping/{application['uuid']}")
+    response = api.patch(f"/api/v1/applications/{application['uuid']}",
+                         json={"period_seconds": 120, "name": "renamed"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["name"] == "renamed" and body["period_seconds"] == 120
+    assert body["next_deadline_at"] == "2030-01-01T00:02:00Z"
+    assert body["tags"] == ["db", "nightly"]
+
+
+def test_cron_schedule_with_timezone(api, anonymous):
+    created = api.post("/api/v1/applications", json={
+        "name": "daily", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}).json()
+    assert created["cron"] == "30 2 * * *" and created["period_seconds"] is None
+    anonymous.get(f"/ping/{created['uuid']}")  # 2030-01-01 00:00 UTC = 01:00 in Berlin
+    state = api.get(f"/api/v1/applications/{created['uuid']}").json()
+    assert state["next_deadline_at"] == "2030-01-01T01:30:00Z"
+
+
+def test_period_and_cron_together_are_refused(api):
+    response = api.post("/api/v1/applications",
+                        json={"name": "x", "period_seconds": 60, "cron": "* * * * *"})
+    assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
+
+
+def test_invalid_cron_is_refused(api):
+    response = api.post("/api/v1/applications", json={"name": "x", "cron": "every day"})
+    assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
+
+
+def test_uuid_cannot_be_changed(api, application):
+    response = api.patch(f"/api/v1/applications/{application['uuid']}",
+                         json={"uuid": "11111111-1111-4111-8111-111111111111"})
+    assert "uuid" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]

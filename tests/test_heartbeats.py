@@ -1,0 +1,144 @@
+"""§3: the Healthchecks-compatible ping URLs and the JSON heartbeat form."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.helpers import assert_envelope
+
+
+def _app(api, uuid_):
+    return api.get(f"/api/v1/applications/{uuid_}").json()
+
+
+def _heartbeats(api, uuid_):
+    return api.get(f"/api/v1/applications/{uuid_}/heartbeats").json()["items"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "HEAD"])
+def test_ping_answers_ok_and_marks_application_up(api, anonymous, application, clock, method):
+    response = anonymous.request(method, f"/ping/{application['uuid']}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    if method != "HEAD":
+        assert response.text == "OK"
+    state = _app(api, application["uuid"])
+    assert state["status"] == "up"
+    assert state["last_heartbeat_at"] == "2030-01-01T00:00:00Z"
+    assert state["next_deadline_at"] == "2030-01-01T01:00:00Z"  # period 3600 s
+
+
+def test_ping_body_is_kept_as_message_and_truncated_beyond_100_kb(api, anonymous, application):
+    anonymous.post(f"/ping/{application['uuid']}", data="backup done: 42 files")
+    anonymous.post(f"/ping/{application['uuid']}/log", data="x" * (150 * 1024))
+    newest, oldest = _heartbeats(api, application["uuid"])[:2]
+    assert oldest["message"] == "backup done: 42 files"
+    assert newest["kind"] == "log" and len(newest["message"]) == 100 * 1024
+
+
+def test_start_then_success_with_rid_measures_run_duration(api, anonymous, application, clock):
+    rid = str(uuid.uuid4())
+    anonymous.get(f"/ping/{application['uuid']}/start?rid={rid}")
+    clock.advance(seconds=95.5)
+    anonymous.get(f"/ping/{application['uuid']}/0?rid={rid}")
+    success = _heartbeats(api, application["uuid"])[0]
+    assert success["kind"] == "ok" and success["exit_code"] == 0
+    assert success["duration_ms"] == 95500
+    assert success["rid"] == rid
+
+
+def test_end_with_other_rid_has_no_duration(api, anonymous, application, clock):
+    anonymous.get(f"/ping/{application['uuid']}/start?rid={uuid.uuid4()}")
+    clock.advance(seconds=10)
+    anonymous.get(f"/ping/{application['uuid']}?rid={uuid.uuid4()}")
+    assert _heartbeats(api, application["uuid"])[0]["duration_ms"] is None
+
+
+def test_fail_signal_marks_application_down(api, anonymous, application):
+    anonymous.get(f"/ping/{application['uuid']}")
+    assert anonymous.get(f"/ping/{application['uuid']}/fail").text == "OK"
+    assert _app(api, application["uuid"])["status"] == "down"
+
+
+def test_nonzero_exit_status_is_a_failure_and_zero_a_success(api, anonymous, application):
+    anonymous.get(f"/ping/{application['uuid']}/3")
+    assert _app(api, application["uuid"])["status"] == "down"
+    anonymous.get(f"/ping/{application['uuid']}/0")
+    assert _app(api, application["uuid"])["status"] == "up"
+    kinds = [(h["kind"], h["exit_code"]) for h in _heartbeats(api, application["uuid"])]
+    assert kinds == [("ok", 0), ("fail", 3)]
+
+
+def test_exit_status_over_255_is_a_validation_error(anonymous, application):
+    assert_envelope(anonymous.get(f"/ping/{application['uuid']}/256"), 422, "VALIDATION_ERROR")
+
+
+def test_log_records_without_changing_status(api, anonymous, application):
+    anonymous.post(f"/ping/{application['uuid']}/log", data="just saying")
+    state = _app(api, application["uuid"])
+    assert state["status"] == "new" and state["last_heartbeat_at"] is None
+    assert _heartbeats(api, application["uuid"])[0]["message"] == "just saying"
+
+
+def test_failure_threshold_counts_consecutive_failures(api, anonymous):
+    created = api.post("/api/v1/applications",
+                       json={"name": "flaky", "failure_threshold": 3}).json()
+    for expected in ("up", "up", "down"):
+        anonymous.get(f"/ping/{created['uuid']}/fail")
+        assert _app(api, created["uuid"])["status"] == expected
+
+
+def test_json_heartbeat_is_validated_and_answers_202(api, anonymous, application):
+    response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",
+                              json={"status": "ok", "message": "fine", "duration_ms": 1200,
+                                    "exit_code": 0, "metadata": {"rows": 10}})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["kind"] == "ok" and body["duration_ms"] == 1200
+    assert body["metadata"] == {"rows": 10}
+    assert body["application_uuid"] == application["uuid"]
+    assert _app(api, application["uuid"])["status"] == "up"
+
+
+def test_json_heartbeat_without_body_is_a_success(api, anonymous, application):
+    response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats")
+    assert response.status_code == 202 and response.json()["kind"] == "ok"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"status": "great"}, "status"),
+    ({"message": "x" * 10001}, "message"),
+    ({"duration_ms": -1}, "duration_ms"),
+    ({"exit_code": 256}, "exit_code"),
+    ({"metadata": {"blob": "x" * 9000}}, "metadata"),
+    ({"metadata": []}, "metadata"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_json_heartbeat_rejects_invalid_fields(anonymous, application, body, field):
+    response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",
+                              json=body)
+    error = assert_envelope(response, 422, "VALIDATION_ERROR")
+    assert list(error["details"]) == [field]
+
+
+def test_paused_application_accepts_heartbeats_and_resumes(api, anonymous, application):
+    api.post(f"/api/v1/applications/{application['uuid']}/pause")
+    assert _app(api, application["uuid"])["status"] == "paused"
+    assert anonymous.get(f"/ping/{application['uuid']}").status_code == 200
+    assert _app(api, application["uuid"])["status"] == "up"
+
+
+def test_heartbeats_are_listed_newest_first_across_pages(api, anonymous, application, clock):
+    for n in range(5):
+        anonymous.post(f"/ping/{application['uuid']}/log", data=f"beat {n}")
+        clock.advance(seconds=1)
+    seen, cursor = [], None
+    while True:
+        query = f"?limit=2&cursor={cursor}" if cursor else "?limit=2"
+        page = api.get(f"/api/v1/applications/{application['uuid']}/heartbeats{query}").json()
+        seen += [h["message"] for h in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [f"beat {n}" for n in reversed(range(5))]
