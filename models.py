@@ -128,3 +128,104 @@ class ErrorLog(db.Model):
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     resolved: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+application_channels = db.Table(
+    "application_channels",
+    db.Column("application_id", ForeignKey("applications.id", ondelete="CASCADE"),
+              primary_key=True),
+    db.Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True,
+              index=True),
+)
+
+CHANNEL_KINDS = ("webhook", "slack", "email")
+ALERT_STATES = ("pending", "delivered", "failed", "dead")
+ALERT_EVENTS = ("application.down", "application.up", "service.error_rate_high", "channel.test")
+
+
+class Channel(db.Model):
+    """An alert destination: a webhook, a Slack-compatible webhook, or email addresses."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    url: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict | None] = mapped_column(JSON)
+    secret: Mapped[str | None] = mapped_column(String(200))
+    addresses: Mapped[list | None] = mapped_column(JSON)
+    is_operator: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+Application.channels = relationship(Channel, secondary=application_channels, lazy="selectin",
+                                    order_by=Channel.id)
+
+
+class Incident(db.Model):
+    """A period during which an application was down."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_application_started", "application_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), nullable=False)
+    reason: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class Alert(db.Model):
+    """One notification for one channel: an outbox row, written with the change it reports."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_state_next_attempt", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), nullable=False, index=True)
+    application_id: Mapped[int | None] = mapped_column(
+        ForeignKey("applications.id", ondelete="SET NULL"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(40), nullable=False)
+    payload: Mapped[dict] = mapped_column(JSON, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempt_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    # A delivery worker owns the alert until this moment; a crashed worker's claim expires.
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    channel: Mapped[Channel] = relationship(lazy="joined")
+
+
+class DeliveryAttempt(db.Model):
+    """One try at delivering an alert."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False, index=True)
+    attempted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(24), nullable=False)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class ServiceState(db.Model):
+    """Small named facts shared by every process (e.g. when the service was last alive)."""
+
+    __tablename__ = "service_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
