@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 import models  # noqa: F401  (registers every table with SQLAlchemy)
 from alert_manager import Deliverer
 from background import serving_process, start_background
 from cli import register_cli
 from config import INSTANCE_DIR, Runtime, Settings
-from database import db, engine_options, migrate
+from database import db, engine_options, install_io_timeout, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
-from heartbeat_monitor import Monitor
+from heartbeat_monitor import Monitor, close_outage_gap, record_alive
+from ingest import HeartbeatWriter, replay_spools
 from monitoring.logging_config import configure_logging
 from routes import api_bp, ping_bp
-from utils.circuit_breaker import BreakerRegistry
+from spool import Spool
+from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
 from utils.request_id import assign_request_id, current_request_id
 
@@ -49,6 +52,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime = Runtime(settings=settings, clock=clock)
     app.extensions["hbmon"] = runtime
 
+    if not settings.is_sqlite:
+        install_io_timeout(settings.DB_IO_TIMEOUT_SECONDS)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"),
                      render_as_batch=True)
@@ -60,8 +65,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     runtime.breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
                                        settings.BREAKER_RECOVERY_SECONDS, clock)
+    # The database's own breaker runs on real time: it paces retries of real I/O.
+    runtime.db_breaker = Breaker("database", 1, settings.DB_RETRY_SECONDS, time.monotonic)
+    runtime.heartbeat_spool = Spool(settings.SPOOL_DIR, "heartbeats", settings.SPOOL_MAX_BYTES)
+    runtime.error_spool = Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES)
+    runtime.writer = HeartbeatWriter(app, runtime.heartbeat_spool, runtime.db_breaker,
+                                     settings.INGEST_TIMEOUT_SECONDS)
     runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
-    runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS)
+    runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
+                              before_judging=[replay_spools, close_outage_gap],
+                              after_judging=[record_alive])
     if settings.MONITOR_ENABLED and serving_process():
         start_background(app)
     return app
@@ -80,5 +93,7 @@ def _install_request_hooks(app: Flask) -> None:
     @app.after_request
     def _finish_request(response):
         response.headers["X-Request-ID"] = current_request_id()
+        if g.get("database_probe") and response.status_code != 503:
+            app.extensions["hbmon"].db_breaker.record_success()
         return response
 

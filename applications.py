@@ -96,7 +96,8 @@ def list_applications(status: str | None, tag: str | None, limit: int,
     return rows[:limit], next_cursor
 
 
-def list_heartbeats(uuid: str, limit: int, cursor: str | None) -> tuple[list[Heartbeat], str | None]:
+def list_heartbeats(uuid: str, limit: int,
+                    cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     application = get_application(uuid)
     query = (select(Heartbeat).where(Heartbeat.application_id == application.id)
              .order_by(Heartbeat.received_at.desc(), Heartbeat.id.desc()).limit(limit + 1))
@@ -114,7 +115,14 @@ def list_heartbeats(uuid: str, limit: int, cursor: str | None) -> tuple[list[Hea
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = encode_cursor([last.received_at.isoformat(), last.id])
-    return rows[:limit], next_cursor
+    return [_heartbeat_view(application, row) for row in rows[:limit]], next_cursor
+
+
+def _heartbeat_view(application: Application, row: Heartbeat) -> dict[str, Any]:
+    return {"uuid": row.uuid, "application_uuid": application.uuid, "kind": row.kind,
+            "exit_code": row.exit_code, "message": row.message, "duration_ms": row.duration_ms,
+            "metadata": row.metadata_json, "rid": row.rid, "source": row.source,
+            "received_at": row.received_at}
 
 
 def pause_application(uuid: str, now: dt.datetime) -> Application:

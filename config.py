@@ -44,6 +44,11 @@ class Settings:
     ALLOW_PRIVATE_WEBHOOK_TARGETS: bool = False
     PUBLIC_BASE_URL: str = ""
     DB_CONNECT_TIMEOUT_SECONDS: int = 2
+    DB_IO_TIMEOUT_SECONDS: float = 3.0
+    DB_RETRY_SECONDS: float = 1.0
+    INGEST_TIMEOUT_SECONDS: float = 0.8
+    SPOOL_MAX_BYTES: int = 512 * 1024 * 1024
+    OUTAGE_GAP_SECONDS: float = 30.0
     ERROR_RETENTION_DAYS: int = 30
     # Read the time from this file instead of the system clock (drills and tests only).
     CLOCK_FILE: str = ""
@@ -116,6 +121,10 @@ class Runtime:
     settings: Settings
     clock: Any
     breakers: Any = None
+    db_breaker: Any = None
+    heartbeat_spool: Any = None
+    error_spool: Any = None
+    writer: Any = None
     deliverer: Any = None
     monitor: Any = None
     background: Any = None

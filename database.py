@@ -78,3 +78,33 @@ def is_connection_error(error: BaseException) -> bool:
 
 def dialect_name() -> str:
     return db.engine.dialect.name
+
+
+def install_io_timeout(seconds: float) -> None:
+    """Bound every wait on a PostgreSQL socket, so a stalled server fails fast, never hangs.
+
+    psycopg2 otherwise blocks in libpq without limit when the server (or the network) stops
+    answering. With a wait callback, libpq runs non-blocking and we select() with a timeout;
+    the error raised reads as a lost connection, so SQLAlchemy invalidates the connection.
+    """
+    import select
+
+    import psycopg2
+    from psycopg2 import extensions
+
+    def wait_with_timeout(connection) -> None:
+        while True:
+            state = connection.poll()
+            if state == extensions.POLL_OK:
+                return
+            if state == extensions.POLL_READ:
+                ready = select.select([connection.fileno()], [], [], seconds)[0]
+            elif state == extensions.POLL_WRITE:
+                ready = select.select([], [connection.fileno()], [], seconds)[1]
+            else:
+                raise psycopg2.OperationalError(f"bad poll state: {state}")
+            if not ready:
+                raise psycopg2.OperationalError(
+                    f"could not receive data from server: no answer in {seconds:g} s")
+
+    extensions.set_wait_callback(wait_with_timeout)

@@ -92,6 +92,7 @@ def handle_unexpected(error: Exception) -> Response:
         return error_response(errors.Conflict("The resource was changed concurrently or exists."))
     if is_connection_error(error):
         log.warning("database unavailable: %s", type(error).__name__)
+        runtime().db_breaker.record_failure(error)
         unavailable = errors.DatabaseUnavailable("The database could not be reached; retry shortly.")
         record_error(error, 503)
         return error_response(unavailable)

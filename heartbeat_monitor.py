@@ -9,13 +9,13 @@ import time
 from typing import Any, Callable
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from alert_manager import enqueue_application_alerts
 from config import runtime
 from database import db
 from exceptions import HeartbeatNotFound
-from models import Application, Heartbeat, Incident, new_uuid
+from models import Application, Heartbeat, Incident, ServiceState, new_uuid
 from monitoring import metrics
 from monitoring.error_tracking import record_error
 from schedule import next_deadline
@@ -55,27 +55,67 @@ def kind_for_exit_code(exit_code: int) -> str:
     return "ok" if exit_code == 0 else "fail"
 
 
-def record_heartbeat(application_uuid: str, signal: Signal) -> Heartbeat:
-    """Store a heartbeat and apply it to its application in one transaction."""
-    application = db.session.execute(
-        select(Application).where(Application.uuid == application_uuid).with_for_update()
-    ).scalar_one_or_none()
-    if application is None:
-        db.session.rollback()
-        raise HeartbeatNotFound(application_uuid)
-    heartbeat = Heartbeat(
-        uuid=signal.uuid, application=application, kind=signal.kind,
-        exit_code=signal.exit_code, message=signal.message, duration_ms=signal.duration_ms,
-        metadata_json=signal.metadata, rid=signal.rid, source=signal.source,
-        remote_addr=signal.remote_addr, user_agent=signal.user_agent,
-        received_at=signal.received_at)
-    transition = apply_heartbeat(application, heartbeat)
-    db.session.add(heartbeat)
-    if transition is not None:
-        apply_transition(application, transition, signal.received_at)
+def record_heartbeat(application_uuid: str, signal: Signal) -> dict[str, Any]:
+    """Store one heartbeat and apply it to its application in one transaction."""
+    (result,) = write_heartbeats([(application_uuid, signal)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def write_heartbeats(items: list[tuple[str, Signal]], *,
+                     replay: bool = False) -> list[dict[str, Any] | BaseException]:
+    """Store heartbeats in one transaction; an unknown UUID yields HeartbeatNotFound for it.
+
+    Applications are locked in id order, so concurrent writers cannot deadlock. On replay,
+    heartbeats already stored are skipped and ones older than the application's latest are
+    kept as history without changing its status.
+    """
+    uuids = sorted({application_uuid for application_uuid, _ in items})
+    applications = {application.uuid: application for application in db.session.execute(
+        select(Application).where(Application.uuid.in_(uuids)).order_by(Application.id)
+        .with_for_update()).scalars()}
+    stored: set[str] = set()
+    if replay:
+        stored = set(db.session.execute(select(Heartbeat.uuid).where(
+            Heartbeat.uuid.in_([signal.uuid for _, signal in items]))).scalars())
+    results: list[dict[str, Any] | BaseException] = []
+    for application_uuid, signal in items:
+        application = applications.get(application_uuid)
+        if application is None:
+            results.append(HeartbeatNotFound(application_uuid))
+            continue
+        if signal.uuid in stored:
+            results.append(heartbeat_view(application_uuid, signal))
+            continue
+        heartbeat = Heartbeat(
+            uuid=signal.uuid, application=application, kind=signal.kind,
+            exit_code=signal.exit_code, message=signal.message, duration_ms=signal.duration_ms,
+            metadata_json=signal.metadata, rid=signal.rid, source=signal.source,
+            remote_addr=signal.remote_addr, user_agent=signal.user_agent,
+            received_at=signal.received_at)
+        db.session.add(heartbeat)
+        stale = replay and application.last_heartbeat_at is not None \
+            and signal.received_at < application.last_heartbeat_at
+        if not stale:
+            transition = apply_heartbeat(application, heartbeat)
+            if transition is not None:
+                apply_transition(application, transition, signal.received_at)
+        stored.add(signal.uuid)
+        results.append(heartbeat_view(application_uuid, signal, heartbeat.duration_ms))
     db.session.commit()
-    metrics.HEARTBEATS.labels(kind=signal.kind).inc()
-    return heartbeat
+    return results
+
+
+def heartbeat_view(application_uuid: str, signal: Signal,
+                   duration_ms: int | None = None) -> dict[str, Any]:
+    """The heartbeat as the API shows it (and as the spool keeps it)."""
+    return {"uuid": signal.uuid, "application_uuid": application_uuid, "kind": signal.kind,
+            "exit_code": signal.exit_code, "message": signal.message,
+            "duration_ms": duration_ms if duration_ms is not None else signal.duration_ms,
+            "metadata": signal.metadata, "rid": signal.rid, "source": signal.source,
+            "received_at": signal.received_at, "remote_addr": signal.remote_addr,
+            "user_agent": signal.user_agent}
 
 
 def apply_heartbeat(application: Application, heartbeat: Heartbeat) -> Transition | None:
@@ -190,11 +230,13 @@ class Monitor:
     BATCH_SIZE = 500
 
     def __init__(self, app: Flask, clock: Clock, interval_seconds: float,
-                 after_tick: list[Callable[[dt.datetime], Any]] | None = None):
+                 before_judging: list[Callable[[dt.datetime], Any]] | None = None,
+                 after_judging: list[Callable[[dt.datetime], Any]] | None = None):
         self.app = app
         self.clock = clock
         self.interval_seconds = interval_seconds
-        self.after_tick = after_tick or []
+        self.before_judging = before_judging or []
+        self.after_judging = after_judging or []
         self.failures = 0
 
     def tick(self) -> int:
@@ -203,12 +245,14 @@ class Monitor:
         now = self.clock.now()
         changed = 0
         with self.app.app_context():
+            for task in self.before_judging:
+                task(now)
             while True:
                 batch_changed, batch_size = judge_due_applications(now, self.BATCH_SIZE)
                 changed += batch_changed
                 if batch_size < self.BATCH_SIZE:
                     break
-            for task in self.after_tick:
+            for task in self.after_judging:
                 task(now)
         metrics.MONITOR_TICK_SECONDS.observe(time.perf_counter() - started)
         return changed
@@ -252,3 +296,51 @@ def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
         application.next_check_at = next_check_at(application)
     db.session.commit()
     return changed, len(due)
+
+
+# --- §6.3: our own outage must not page anyone -------------------------------------------------
+
+ALIVE_KEY = "alive"
+
+
+def record_alive(now: dt.datetime) -> None:
+    """Note that the service was up and judging at `now` (after a successful tick)."""
+    updated = db.session.execute(
+        update(ServiceState).where(ServiceState.key == ALIVE_KEY,
+                                   ServiceState.updated_at < now)
+        .values(updated_at=now, value={"at": now.isoformat()}))
+    if updated.rowcount == 0 and db.session.get(ServiceState, ALIVE_KEY) is None:
+        db.session.add(ServiceState(key=ALIVE_KEY, updated_at=now, value={"at": now.isoformat()}))
+    db.session.commit()
+
+
+def close_outage_gap(now: dt.datetime) -> dt.timedelta | None:
+    """If nothing was alive for longer than OUTAGE_GAP_SECONDS, push back deadlines in the gap.
+
+    Applications whose next check fell inside the gap [last alive, now] get every deadline
+    extended by the gap's length, so they are judged as if the service had never been away.
+    One monitor wins the compare-and-set on the alive row and shifts; the others see no gap.
+    """
+    state = db.session.get(ServiceState, ALIVE_KEY)
+    threshold = dt.timedelta(seconds=runtime().settings.OUTAGE_GAP_SECONDS)
+    if state is None or now - state.updated_at <= threshold:
+        return None
+    gap_started = state.updated_at
+    gap = now - gap_started
+    won = db.session.execute(
+        update(ServiceState).where(ServiceState.key == ALIVE_KEY,
+                                   ServiceState.updated_at == gap_started)
+        .values(updated_at=now, value={"at": now.isoformat(), "gap_seconds": gap.total_seconds()}))
+    if won.rowcount != 1:
+        db.session.rollback()
+        return None
+    in_gap = db.session.execute(select(Application).where(
+        Application.next_check_at >= gap_started, Application.next_check_at <= now)).scalars()
+    for application in in_gap:
+        for name in ("next_deadline_at", "last_start_at", "next_check_at"):
+            if getattr(application, name) is not None:
+                setattr(application, name, getattr(application, name) + gap)
+    db.session.commit()
+    log.warning("service was unavailable for %.0f s; deadlines inside the gap extended",
+                gap.total_seconds())
+    return gap

@@ -5,16 +5,16 @@ import json
 import uuid as uuid_lib
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 import alert_manager
 import applications
 import channels
 from auth import require_api_key
 from config import runtime
-from exceptions import (MalformedRequest, NotFound, PayloadTooLarge, UnsupportedMediaType,
-                        ValidationFailed)
-from heartbeat_monitor import MAX_PING_MESSAGE_BYTES, Signal, kind_for_exit_code, record_heartbeat
+from exceptions import (DatabaseUnavailable, MalformedRequest, NotFound, PayloadTooLarge,
+                        UnsupportedMediaType, ValidationFailed)
+from heartbeat_monitor import MAX_PING_MESSAGE_BYTES, Signal, kind_for_exit_code
 from schemas import (AlertDetailSchema, AlertListQuerySchema, AlertOutSchema, AlertPageSchema,
                      ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
                      ApplicationPageSchema, ChannelInSchema, ChannelListSchema,
@@ -108,7 +108,7 @@ def ping(uuid: str, signal: str | None = None) -> Response:
     if rid is not None:
         rid = parse_uuid(rid)
     body = read_body()[:MAX_PING_MESSAGE_BYTES]
-    record_heartbeat(application_uuid, _client_signal(
+    runtime().writer.accept(application_uuid, _client_signal(
         kind, exit_code=exit_code, rid=rid, message=body.decode("utf-8", errors="replace")))
     return Response("OK", status=200, mimetype="text/plain")
 
@@ -118,19 +118,24 @@ def create_heartbeat(uuid: str):
     application_uuid = parse_uuid(uuid)
     fields = HeartbeatInSchema().load(json_body(allow_empty=True))
     kind = fields.pop("status")
-    heartbeat = record_heartbeat(application_uuid, _client_signal(
+    accepted = runtime().writer.accept(application_uuid, _client_signal(
         kind, source="api", message=fields.get("message", ""),
         duration_ms=fields.get("duration_ms"), exit_code=fields.get("exit_code"),
         metadata=fields.get("metadata")))
-    return HeartbeatOutSchema().dump(heartbeat), 202
+    return HeartbeatOutSchema().dump(accepted.heartbeat), 202
 
 
 # --- Management API (§4): needs a key ------------------------------------------------------
 
 @api_bp.before_request
 def _authenticate() -> None:
-    if request.endpoint not in PUBLIC_API_ENDPOINTS:
-        require_api_key()
+    if request.endpoint in PUBLIC_API_ENDPOINTS:
+        return
+    # While the database is known to be down, answer at once instead of waiting on it.
+    if not runtime().db_breaker.allow():
+        raise DatabaseUnavailable("The database could not be reached; retry shortly.")
+    g.database_probe = True
+    require_api_key()
 
 
 @api_bp.get("/applications")

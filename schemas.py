@@ -52,18 +52,15 @@ class HeartbeatInSchema(Schema):
 
 class HeartbeatOutSchema(Schema):
     uuid = fields.String()
-    application_uuid = fields.Method("_application_uuid")
+    application_uuid = fields.String()
     kind = fields.String()
     exit_code = fields.Integer(allow_none=True)
     message = fields.String()
     duration_ms = fields.Integer(allow_none=True)
-    metadata = fields.Dict(attribute="metadata_json", allow_none=True)
+    metadata = fields.Dict(allow_none=True)
     rid = fields.String(allow_none=True)
     source = fields.String()
     received_at = UTCDateTime()
-
-    def _application_uuid(self, heartbeat) -> str:
-        return heartbeat.application.uuid if heartbeat.application_id else None
 
 
 class ApplicationInSchema(Schema):

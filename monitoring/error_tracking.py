@@ -69,9 +69,29 @@ def store_error(record: dict[str, Any], now: dt.datetime) -> None:
 
 
 def record_error(error: BaseException, status_code: int) -> None:
-    """Store an error in the ErrorLog; never raises (the error page must still be served)."""
+    """Store an error in the ErrorLog, or in the spool while the database is down.
+
+    Never raises: the error page must still be served.
+    """
     try:
         record = describe_error(error, status_code)
-        store_error(record, runtime().clock.now())
-    except Exception:  # the database may be the thing that is down
-        log.warning("could not store error record", exc_info=True)
+        now = runtime().clock.now()
+    except Exception:
+        log.warning("could not describe error", exc_info=True)
+        return
+    try:
+        store_error(record, now)
+    except Exception as store_failure:  # the database may be the thing that is down
+        log.warning("error log unavailable (%s); spooling the record",
+                    type(store_failure).__name__)
+        try:
+            runtime().error_spool.append({**record, "seen_at": now.isoformat()})
+        except Exception:
+            log.warning("could not spool error record", exc_info=True)
+
+
+def replay_error_records(records: list[dict[str, Any]]) -> None:
+    """Store error records spooled while the database was down."""
+    for record in records:
+        seen_at = dt.datetime.fromisoformat(record.pop("seen_at"))
+        store_error(record, seen_at)

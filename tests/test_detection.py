@@ -136,7 +136,7 @@ def test_a_monitor_tick_that_fails_is_recorded_and_the_loop_survives(app, runtim
         if len(calls) == 1:
             raise RuntimeError("tick broke")
 
-    runtime.monitor.after_tick.append(exploding_task)
+    runtime.monitor.after_judging.append(exploding_task)
     runtime.monitor.interval_seconds = 0.01
     stop = threading.Event()
     thread = threading.Thread(target=runtime.monitor.run, args=(stop,))

@@ -99,9 +99,9 @@ def test_monitor_matches_the_oracle(monitored_app, period, grace, threshold, ste
     elapsed = 0
     for kind, seconds in steps:
         if kind == "wait":
-            # The monitor wakes every couple of seconds: tick along the way, as it would.
-            for _ in range(seconds // 2):
-                elapsed += 2
+            # The monitor wakes every few seconds: tick along the way, as it would.
+            for _ in range(seconds // 5):
+                elapsed += 5
                 clock.set(T0 + dt.timedelta(seconds=elapsed))
                 monitor.tick()
                 oracle.tick(elapsed)

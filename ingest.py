@@ -1,0 +1,167 @@
+"""Heartbeat ingest: group commit when the database answers, the local spool when it does not.
+
+Requests hand their heartbeat to one writer thread per process, which writes everything that
+arrived meanwhile in one transaction (one lock per application, one commit for the batch)
+and answers each request once its heartbeat is committed. If the database fails, or does
+not answer within INGEST_TIMEOUT_SECONDS, the request appends its heartbeat to the spool
+(fsync'd) and is answered as accepted. Each heartbeat carries a UUID from the moment it is
+received, so a heartbeat both committed late and spooled is stored once on replay.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from flask import Flask
+from config import runtime
+from database import db, is_connection_error
+from exceptions import HeartbeatNotFound, ServiceUnavailable
+from heartbeat_monitor import Signal, heartbeat_view, write_heartbeats
+from monitoring import metrics
+from monitoring.error_tracking import replay_error_records
+from spool import Spool, SpoolFull
+from utils.circuit_breaker import Breaker
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+
+
+@dataclasses.dataclass
+class Accepted:
+    """What a request learns about its heartbeat."""
+
+    heartbeat: dict[str, Any]
+    spooled: bool
+
+
+@dataclasses.dataclass
+class _Pending:
+    application_uuid: str
+    signal: Signal
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+class HeartbeatWriter:
+    """The per-process ingest path: group commit, falling back to the spool."""
+
+    def __init__(self, app: Flask, spool: Spool, db_breaker: Breaker, timeout_seconds: float):
+        self.app = app
+        self.spool = spool
+        self.db_breaker = db_breaker
+        self.timeout_seconds = timeout_seconds
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            with self._wakeup:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="hbmon-ingest",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def accept(self, application_uuid: str, signal: Signal) -> Accepted:
+        """Store the heartbeat durably, in the database or the spool; 404 for unknown UUIDs."""
+        if self.db_breaker.allow():
+            self._ensure_started()
+            pending = _Pending(application_uuid, signal)
+            with self._wakeup:
+                self._queue.append(pending)
+                self._wakeup.notify()
+            if pending.done.wait(self.timeout_seconds):
+                if pending.error is None:
+                    return Accepted(pending.result, spooled=False)
+                if isinstance(pending.error, HeartbeatNotFound):
+                    raise pending.error
+        return Accepted(self.spool_heartbeat(application_uuid, signal), spooled=True)
+
+    def spool_heartbeat(self, application_uuid: str, signal: Signal) -> dict[str, Any]:
+        view = heartbeat_view(application_uuid, signal)
+        record = {**view, "received_at": signal.received_at.isoformat()}
+        try:
+            self.spool.append(record)
+        except SpoolFull:
+            raise ServiceUnavailable("The database is unavailable and the local spool is full.")
+        metrics.HEARTBEATS_SPOOLED.inc()
+        return view
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._queue and not self._stopping:
+                    self._wakeup.wait(1.0)
+                if self._stopping and not self._queue:
+                    return
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        with self.app.app_context():
+            try:
+                results = write_heartbeats([(p.application_uuid, p.signal) for p in batch])
+                self.db_breaker.record_success()
+            except Exception as error:
+                db.session.rollback()
+                if is_connection_error(error):
+                    self.db_breaker.record_failure(error)
+                else:
+                    log.exception("heartbeat batch failed")
+                for pending in batch:
+                    pending.error = error
+                    pending.done.set()
+                return
+        for pending, result in zip(batch, results):
+            if isinstance(result, BaseException):
+                pending.error = result
+            else:
+                pending.result = result
+                metrics.HEARTBEATS.labels(kind=pending.signal.kind).inc()
+            pending.done.set()
+
+    def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Finish what is queued, then stop."""
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_seconds)
+
+
+def signal_from_record(record: dict[str, Any]) -> tuple[str, Signal]:
+    fields = {name: record.get(name) for name in (
+        "kind", "exit_code", "duration_ms", "metadata", "rid", "remote_addr", "user_agent",
+        "uuid")}
+    signal = Signal(received_at=dt.datetime.fromisoformat(record["received_at"]),
+                    message=record.get("message") or "", source=record.get("source") or "ping",
+                    **fields)
+    return record["application_uuid"], signal
+
+
+def replay_heartbeats(spool: Spool) -> int:
+    """Store every spooled heartbeat, oldest first, once; unknown UUIDs are dropped."""
+    def store(records: list[dict[str, Any]]) -> None:
+        items = [signal_from_record(record) for record in records]
+        for (application_uuid, _), result in zip(items, write_heartbeats(items, replay=True)):
+            if isinstance(result, HeartbeatNotFound):
+                log.info("dropped a spooled heartbeat for unknown application %s",
+                         application_uuid)
+    return spool.replay(store)
+
+
+def replay_spools(now: dt.datetime) -> None:
+    """Store what was spooled while the database was down, before any deadline is judged."""
+    state = runtime()
+    if not state.heartbeat_spool.is_empty():
+        count = replay_heartbeats(state.heartbeat_spool)
+        log.info("replayed %d spooled heartbeats", count)
+    if not state.error_spool.is_empty():
+        state.error_spool.replay(replay_error_records)
