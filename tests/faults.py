@@ -1,0 +1,202 @@
+"""Fault injection: a TCP proxy that can cut, stall or slow the database; a real server."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ChaosProxy:
+    """Forwards 127.0.0.1:<port> to a target; `cut()`, `stall()`, `slow()`, `restore()`.
+
+    cut: drops every open connection and refuses new ones (accepted, then closed at once).
+    stall: keeps connections open but forwards nothing, like a hung server or network.
+    slow: delays every chunk by `delay_seconds`.
+    """
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.mode = "pass"
+        self.delay_seconds = 0.0
+        self.lock = threading.Lock()
+        self.connections: list[socket.socket] = []
+        self.running = True
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.mode == "cut":
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        pair = {client: upstream, upstream: client}
+        try:
+            while self.running:
+                readable = select.select(list(pair), [], [], 0.1)[0]
+                if self.mode == "cut":
+                    return
+                if self.mode == "stall":
+                    continue
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if self.mode == "slow":
+                        time.sleep(self.delay_seconds)
+                    pair[source].sendall(data)
+        except OSError:
+            return
+        finally:
+            for sock in (client, upstream):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def _close_all(self) -> None:
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.mode = "cut"
+        self._close_all()
+
+    def stall(self) -> None:
+        self.mode = "stall"
+
+    def slow(self, delay_seconds: float) -> None:
+        self.delay_seconds = delay_seconds
+        self.mode = "slow"
+
+    def restore(self) -> None:
+        if self.mode == "stall":
+            self._close_all()  # a stalled connection's state is unknown; start afresh
+        self.mode = "pass"
+
+    def close(self) -> None:
+        self.running = False
+        self.listener.close()
+        self._close_all()
+
+
+class ClockFile:
+    """A clock another process reads (CLOCK_FILE): the test moves it, atomically."""
+
+    def __init__(self, path: Path, start: dt.datetime):
+        self.path = path
+        self.now = start
+        self._write()
+
+    def _write(self) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(self.now.isoformat())
+        os.replace(temporary, self.path)
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self.now += dt.timedelta(seconds=seconds)
+        self._write()
+        return self.now
+
+    def set(self, moment: dt.datetime) -> None:
+        self.now = moment
+        self._write()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """The app served by gunicorn in a subprocess, as in production."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1, threads: int = 8):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING", **env}
+        self.command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+                        "--workers", str(workers), "--threads", str(threads),
+                        "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20",
+                        "app:create_app()"]
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_seconds: float = 30) -> "ServerProcess":
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.process.stderr.read().decode()[-3000:])
+            try:
+                requests.get(self.url + "/ping/not-a-uuid", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_seconds: float = 30) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        return self.process.wait(timeout_seconds)
+
+    def stderr_tail(self) -> str:
+        if self.process is None or self.process.poll() is None:
+            return ""
+        return self.process.stderr.read().decode(errors="replace")[-3000:]
+
+
+class MonitorProcess:
+    """`flask monitor` in a subprocess."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING", **env}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "MonitorProcess":
+        self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitor"],
+                                        cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        return self
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
