@@ -10,10 +10,15 @@ from flask import Flask, request
 import models  # noqa: F401  (registers every table with SQLAlchemy)
 from cli import register_cli
 from config import INSTANCE_DIR, Runtime, Settings
+from dashboard import dashboard_bp
 from database import db, engine_options, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
+from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
+from monitoring.sentry import init_sentry
+from monitoring.views import errors_bp, monitoring_bp
+from openapi import docs_bp
 from routes import api_bp, ping_bp
 from utils.clock import SystemClock
 from utils.request_id import assign_request_id, current_request_id
@@ -29,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     clock = config.pop("CLOCK", None) or SystemClock()
     settings = Settings.load(config)
     configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL)
+    init_sentry(settings)
 
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.update(
@@ -36,6 +42,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
         MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
     )
     app.json.sort_keys = False
     app.url_map.merge_slashes = False
@@ -49,7 +57,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_cli(app)
     app.register_blueprint(ping_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(errors_bp)
+    app.register_blueprint(monitoring_bp)
+    app.register_blueprint(docs_bp)
+    app.register_blueprint(dashboard_bp)
     _install_request_hooks(app)
+    instrument_requests(app)
     return app
 
 

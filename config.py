@@ -44,6 +44,12 @@ class Settings:
     PUBLIC_BASE_URL: str = ""
     DB_CONNECT_TIMEOUT_SECONDS: int = 2
     ERROR_RETENTION_DAYS: int = 30
+    ERROR_RATE_THRESHOLD: float = 0.05
+    ERROR_RATE_MIN_REQUESTS: int = 20
+    ERROR_RATE_WINDOW_SECONDS: int = 300
+    ERROR_RATE_COOLDOWN_SECONDS: int = 1800
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+    DASHBOARD_REFRESH_SECONDS: int = 10
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

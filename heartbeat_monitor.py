@@ -10,6 +10,7 @@ from sqlalchemy import select
 from database import db
 from exceptions import HeartbeatNotFound
 from models import Application, Heartbeat, new_uuid
+from monitoring import metrics
 from schedule import next_deadline
 
 MAX_PING_MESSAGE_BYTES = 100 * 1024
@@ -61,6 +62,7 @@ def record_heartbeat(application_uuid: str, signal: Signal) -> Heartbeat:
     apply_heartbeat(application, heartbeat)
     db.session.add(heartbeat)
     db.session.commit()
+    metrics.HEARTBEATS.labels(kind=signal.kind).inc()
     return heartbeat
 
 
