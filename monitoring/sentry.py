@@ -24,7 +24,6 @@ def init_sentry(settings: Settings) -> bool:
         integrations=[FlaskIntegration(),
                       # Log lines become breadcrumbs only; exceptions are reported explicitly.
                       LoggingIntegration(level=logging.INFO, event_level=None)],
-        send_default_pii=False,
         include_local_variables=False,
         traces_sample_rate=0.0,
         before_send=before_send,
