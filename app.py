@@ -8,19 +8,23 @@ from typing import Any, Mapping
 from flask import Flask, request
 
 import models  # noqa: F401  (registers every table with SQLAlchemy)
+from alert_manager import Deliverer
+from background import serving_process, start_background
 from cli import register_cli
 from config import INSTANCE_DIR, Runtime, Settings
 from dashboard import dashboard_bp
 from database import db, engine_options, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
+from heartbeat_monitor import Monitor
 from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
 from monitoring.sentry import init_sentry
 from monitoring.views import errors_bp, monitoring_bp
 from openapi import docs_bp
 from routes import api_bp, ping_bp
-from utils.clock import SystemClock
+from utils.circuit_breaker import BreakerRegistry
+from utils.clock import FileClock, SystemClock
 from utils.request_id import assign_request_id, current_request_id
 
 log = logging.getLogger(__name__)
@@ -31,8 +35,10 @@ PROJECT_DIR = Path(__file__).resolve().parent
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. `config` overrides environment settings; `CLOCK` injects the time."""
     config = dict(config or {})
-    clock = config.pop("CLOCK", None) or SystemClock()
+    clock = config.pop("CLOCK", None)
     settings = Settings.load(config)
+    if clock is None:
+        clock = FileClock(settings.CLOCK_FILE) if settings.CLOCK_FILE else SystemClock()
     configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL)
     init_sentry(settings)
 
@@ -48,7 +54,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    app.extensions["hbmon"] = Runtime(settings=settings, clock=clock)
+    runtime = Runtime(settings=settings, clock=clock)
+    app.extensions["hbmon"] = runtime
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"),
@@ -63,6 +70,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard_bp)
     _install_request_hooks(app)
     instrument_requests(app)
+
+    runtime.breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
+                                       settings.BREAKER_RECOVERY_SECONDS, clock)
+    runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
+    runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS)
+    if settings.MONITOR_ENABLED and serving_process():
+        start_background(app)
     return app
 
 

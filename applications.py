@@ -9,7 +9,8 @@ from sqlalchemy import select
 from database import db
 from exceptions import ApplicationNotFound, Conflict, ValidationFailed
 from heartbeat_monitor import next_check_at
-from models import Application, ApplicationTag, Heartbeat
+from channels import channels_by_ids
+from models import Application, ApplicationTag, Heartbeat, Incident
 from schedule import next_deadline
 from utils.pagination import decode_cursor, encode_cursor
 
@@ -76,9 +77,7 @@ def _assign(application: Application, fields: dict[str, Any], now: dt.datetime) 
 
 
 def set_channels(application: Application, channel_ids: list[int]) -> None:
-    """Attach channels by id; replaced by the alerting module once channels exist."""
-    if channel_ids:
-        raise ValidationFailed({"channels": ["Unknown channel ids."]})
+    application.channels = channels_by_ids(channel_ids)
 
 
 def list_applications(status: str | None, tag: str | None, limit: int,
@@ -145,3 +144,16 @@ def delete_application(uuid: str) -> None:
     application = get_application(uuid, for_update=True)
     db.session.delete(application)
     db.session.commit()
+
+
+def list_incidents(uuid: str, limit: int, cursor: str | None) -> tuple[list[Incident], str | None]:
+    """An application's incidents, newest first."""
+    application = get_application(uuid)
+    query = (select(Incident).where(Incident.application_id == application.id)
+             .order_by(Incident.id.desc()).limit(limit + 1))
+    if cursor:
+        (before_id,) = decode_cursor(cursor, 1)
+        query = query.where(Incident.id < int(before_id))
+    rows = list(db.session.execute(query).scalars())
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return rows[:limit], next_cursor

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
-from flask.cli import AppGroup
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 
 from auth import create_api_key
 from config import runtime
@@ -23,5 +23,28 @@ def create_api_key_command(name: str, read_only: bool) -> None:
     click.echo(plaintext)
 
 
+
+
+@click.command("monitor")
+@with_appcontext
+def monitor_command() -> None:
+    """Run the monitor and alert delivery in the foreground until SIGTERM or Ctrl-C."""
+    import signal
+
+    from background import Background
+    app = current_app._get_current_object()
+    background = Background(app).start()
+
+    def _stop(signum, frame):
+        background.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo("monitor running; Ctrl-C to stop", err=True)
+    background.wait()
+    background.stop()
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(api_key_cli)
+    app.cli.add_command(monitor_command)

@@ -35,7 +35,8 @@ class Settings:
     BREAKER_RECOVERY_SECONDS: float = 30.0
     ALERT_MAX_AGE_SECONDS: int = 86400
     ALERT_TIMEOUT_SECONDS: float = 10.0
-    ALERT_CONCURRENCY_PER_KIND: int = 4
+    ALERT_CONCURRENCY_PER_KIND: int = 8
+    ALERT_CONCURRENCY_PER_CHANNEL: int = 2
     PING_RATE_LIMIT: str = "60/minute"
     API_RATE_LIMIT: str = "600/minute"
     RATE_LIMIT_STORAGE_URL: str = "memory://"
@@ -50,6 +51,8 @@ class Settings:
     ERROR_RATE_COOLDOWN_SECONDS: int = 1800
     PROMETHEUS_MULTIPROC_DIR: str = ""
     DASHBOARD_REFRESH_SECONDS: int = 10
+    # Read the time from this file instead of the system clock (drills and tests only).
+    CLOCK_FILE: str = ""
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -118,7 +121,10 @@ class Runtime:
 
     settings: Settings
     clock: Any
-    background: list = dataclasses.field(default_factory=list)
+    breakers: Any = None
+    deliverer: Any = None
+    monitor: Any = None
+    background: Any = None
 
 
 def runtime() -> Runtime:

@@ -3,15 +3,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+import logging
+import threading
+import time
+from typing import Any, Callable
 
+from flask import Flask
 from sqlalchemy import select
 
+from alert_manager import enqueue_application_alerts
+from config import runtime
 from database import db
 from exceptions import HeartbeatNotFound
-from models import Application, Heartbeat, new_uuid
+from models import Application, Heartbeat, Incident, new_uuid
 from monitoring import metrics
+from monitoring.error_tracking import record_error
 from schedule import next_deadline
+from utils.clock import Clock
+
+log = logging.getLogger(__name__)
 
 MAX_PING_MESSAGE_BYTES = 100 * 1024
 
@@ -59,8 +69,10 @@ def record_heartbeat(application_uuid: str, signal: Signal) -> Heartbeat:
         metadata_json=signal.metadata, rid=signal.rid, source=signal.source,
         remote_addr=signal.remote_addr, user_agent=signal.user_agent,
         received_at=signal.received_at)
-    apply_heartbeat(application, heartbeat)
+    transition = apply_heartbeat(application, heartbeat)
     db.session.add(heartbeat)
+    if transition is not None:
+        apply_transition(application, transition, signal.received_at)
     db.session.commit()
     metrics.HEARTBEATS.labels(kind=signal.kind).inc()
     return heartbeat
@@ -144,3 +156,99 @@ def status_by_time(application: Application, now: dt.datetime) -> tuple[str, str
         if now >= deadline:
             return "late", None
     return application.status, None
+
+
+# --- Incidents and alerts: written in the transaction of the status change ------------------
+
+def apply_transition(application: Application, transition: Transition,
+                     now: dt.datetime) -> Incident | None:
+    """Open or resolve the incident and queue one alert per channel (same transaction)."""
+    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
+    if transition.kind == "opened":
+        incident = Incident(application_id=application.id, reason=transition.reason,
+                            started_at=now)
+        db.session.add(incident)
+        db.session.flush()
+        enqueue_application_alerts(application, incident, "application.down", now, max_age)
+        return incident
+    incident = db.session.execute(
+        select(Incident).where(Incident.application_id == application.id,
+                               Incident.resolved_at.is_(None))
+        .order_by(Incident.started_at.desc()).limit(1)).scalar_one_or_none()
+    if incident is None:
+        return None
+    incident.resolved_at = now
+    enqueue_application_alerts(application, incident, "application.up", now, max_age)
+    return incident
+
+
+# --- The monitor: finds applications whose deadline passed -----------------------------------
+
+class Monitor:
+    """Judges due applications every interval; a failed tick is recorded and retried."""
+
+    BATCH_SIZE = 500
+
+    def __init__(self, app: Flask, clock: Clock, interval_seconds: float,
+                 after_tick: list[Callable[[dt.datetime], Any]] | None = None):
+        self.app = app
+        self.clock = clock
+        self.interval_seconds = interval_seconds
+        self.after_tick = after_tick or []
+        self.failures = 0
+
+    def tick(self) -> int:
+        """One pass over the applications that are due now; returns how many changed."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        changed = 0
+        with self.app.app_context():
+            while True:
+                batch_changed, batch_size = judge_due_applications(now, self.BATCH_SIZE)
+                changed += batch_changed
+                if batch_size < self.BATCH_SIZE:
+                    break
+            for task in self.after_tick:
+                task(now)
+        metrics.MONITOR_TICK_SECONDS.observe(time.perf_counter() - started)
+        return changed
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set; back off after failures, never die."""
+        wait = 0.0
+        while not stop.wait(wait):
+            try:
+                self.tick()
+                self.failures = 0
+                wait = self.interval_seconds
+            except Exception as error:
+                self.failures += 1
+                wait = min(60.0, self.interval_seconds * 2 ** min(self.failures, 5))
+                log.warning("monitor tick failed (%d in a row), retrying in %.0f s: %s",
+                            self.failures, wait, type(error).__name__)
+                with self.app.app_context():
+                    db.session.rollback()
+                    record_error(error, 500)
+
+
+def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
+    """Apply time to up to `limit` due applications, each claimed by one process only."""
+    due = db.session.execute(
+        select(Application).where(Application.next_check_at <= now)
+        .order_by(Application.next_check_at).limit(limit)
+        .with_for_update(skip_locked=True)).scalars().all()
+    changed = 0
+    for application in due:
+        status, reason = status_by_time(application, now)
+        if status != application.status:
+            previous = application.status
+            application.status = status
+            application.updated_at = now
+            changed += 1
+            if status == "down":
+                application.last_start_at = None
+                if previous != "down":
+                    apply_transition(application, Transition("opened", reason or "missed"), now)
+        application.next_check_at = next_check_at(application)
+    db.session.commit()
+    return changed, len(due)

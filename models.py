@@ -201,6 +201,8 @@ class Alert(db.Model):
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Past this moment an undelivered alert is dead (ALERT_MAX_AGE_SECONDS); a retry renews it.
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     channel: Mapped[Channel] = relationship(lazy="joined")

@@ -7,15 +7,20 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+import alert_manager
 import applications
+import channels
 from auth import require_api_key
 from config import runtime
 from exceptions import (MalformedRequest, NotFound, PayloadTooLarge, UnsupportedMediaType,
                         ValidationFailed)
 from heartbeat_monitor import MAX_PING_MESSAGE_BYTES, Signal, kind_for_exit_code, record_heartbeat
-from schemas import (ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
-                     ApplicationPageSchema, HeartbeatInSchema, HeartbeatOutSchema,
-                     HeartbeatPageSchema, PageQuerySchema)
+from schemas import (AlertDetailSchema, AlertListQuerySchema, AlertOutSchema, AlertPageSchema,
+                     ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
+                     ApplicationPageSchema, ChannelInSchema, ChannelListSchema,
+                     ChannelOutSchema, ChannelTestResultSchema, HeartbeatInSchema,
+                     HeartbeatOutSchema, HeartbeatPageSchema, IncidentPageSchema,
+                     PageQuerySchema)
 
 ping_bp = Blueprint("ping", __name__)
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -180,3 +185,69 @@ def list_heartbeats(uuid: str):
     items, next_cursor = applications.list_heartbeats(
         parse_uuid(uuid), args["limit"], args.get("cursor"))
     return HeartbeatPageSchema().dump({"items": items, "next_cursor": next_cursor})
+
+
+@api_bp.get("/applications/<uuid>/incidents")
+def list_incidents(uuid: str):
+    args = query_args(PageQuerySchema())
+    items, next_cursor = applications.list_incidents(
+        parse_uuid(uuid), args["limit"], args.get("cursor"))
+    return IncidentPageSchema().dump({"items": items, "next_cursor": next_cursor})
+
+
+@api_bp.get("/channels")
+def list_channels():
+    return ChannelListSchema().dump({"items": channels.list_channels()})
+
+
+@api_bp.post("/channels")
+def create_channel():
+    fields = ChannelInSchema().load(json_body())
+    return ChannelOutSchema().dump(channels.create_channel(fields, runtime().clock.now())), 201
+
+
+@api_bp.get("/channels/<int:channel_id>")
+def get_channel(channel_id: int):
+    return ChannelOutSchema().dump(channels.get_channel(channel_id))
+
+
+@api_bp.patch("/channels/<int:channel_id>")
+def update_channel(channel_id: int):
+    fields = ChannelInSchema(partial=True).load(json_body())
+    channel = channels.update_channel(channel_id, fields, runtime().clock.now())
+    return ChannelOutSchema().dump(channel)
+
+
+@api_bp.delete("/channels/<int:channel_id>")
+def delete_channel(channel_id: int):
+    channels.delete_channel(channel_id)
+    return "", 204
+
+
+@api_bp.post("/channels/<int:channel_id>/test")
+def test_channel(channel_id: int):
+    return ChannelTestResultSchema().dump(channels.send_test_alert(channel_id))
+
+
+@api_bp.get("/alerts")
+def list_alerts():
+    args = query_args(AlertListQuerySchema())
+    items, next_cursor = alert_manager.list_alerts(args.get("state"), args["limit"],
+                                                   args.get("cursor"))
+    return AlertPageSchema().dump({"items": items, "next_cursor": next_cursor})
+
+
+@api_bp.get("/alerts/<int:alert_id>")
+def get_alert(alert_id: int):
+    alert = alert_manager.get_alert(alert_id)
+    alert.attempts = alert_manager.alert_attempts(alert)
+    return AlertDetailSchema().dump(alert)
+
+
+@api_bp.post("/alerts/<int:alert_id>/retry")
+def retry_alert(alert_id: int):
+    state = runtime()
+    alert = alert_manager.retry_alert(alert_id, state.clock.now(),
+                                      state.settings.ALERT_MAX_AGE_SECONDS)
+    state.deliverer.wake()
+    return AlertOutSchema().dump(alert)

@@ -10,7 +10,7 @@ from flask import url_for
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from config import runtime
-from models import HEARTBEAT_KINDS, STATUSES
+from models import ALERT_STATES, CHANNEL_KINDS, HEARTBEAT_KINDS, STATUSES
 from utils.clock import utc_iso
 
 MAX_METADATA_BYTES = 8 * 1024
@@ -227,3 +227,104 @@ class ErrorBodySchema(Schema):
 
 class ErrorEnvelopeSchema(Schema):
     error = fields.Nested(ErrorBodySchema, required=True)
+
+
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
+
+
+class ChannelInSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
+    url = fields.URL(schemes={"http", "https"}, require_tld=False, allow_none=True,
+                     validate=validate.Length(max=2000))
+    headers = fields.Dict(keys=fields.String(validate=validate.Regexp(HEADER_NAME_PATTERN)),
+                          values=fields.String(validate=validate.Length(max=1000)),
+                          validate=validate.Length(max=20), allow_none=True)
+    secret = fields.String(load_only=True, allow_none=True, validate=validate.Length(min=8, max=200))
+    addresses = fields.List(fields.Email(validate=validate.Length(max=254)), allow_none=True,
+                            validate=validate.Length(max=20))
+    is_operator = fields.Boolean()
+
+
+class ChannelOutSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    url = fields.Method("_url", allow_none=True)
+    headers = fields.Method("_headers", allow_none=True)
+    has_secret = fields.Method("_has_secret")
+    addresses = fields.List(fields.String(), allow_none=True)
+    is_operator = fields.Boolean()
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+
+    def _url(self, channel) -> str | None:
+        return mask_url(channel.url) if channel.kind == "slack" else channel.url
+
+    def _headers(self, channel) -> dict | None:
+        # Header values often carry tokens: names are shown, values never.
+        return {name: "********" for name in channel.headers} if channel.headers else None
+
+    def _has_secret(self, channel) -> bool:
+        return bool(channel.secret)
+
+
+def mask_url(url: str | None) -> str | None:
+    """A Slack webhook URL is itself a secret: keep the host and the last four characters."""
+    if not url:
+        return url
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/…{url[-4:]}"
+
+
+class ChannelTestResultSchema(Schema):
+    delivered = fields.Boolean()
+    outcome = fields.String()
+    http_status = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    duration_ms = fields.Integer()
+
+
+class IncidentOutSchema(Schema):
+    id = fields.Integer()
+    reason = fields.String()
+    started_at = UTCDateTime()
+    resolved_at = UTCDateTime(allow_none=True)
+
+
+class DeliveryAttemptOutSchema(Schema):
+    attempted_at = UTCDateTime()
+    outcome = fields.String()
+    http_status = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    duration_ms = fields.Integer()
+
+
+class AlertOutSchema(Schema):
+    id = fields.Integer()
+    uuid = fields.String()
+    channel_id = fields.Integer()
+    event = fields.String()
+    state = fields.String(validate=validate.OneOf(ALERT_STATES))
+    attempt_count = fields.Integer()
+    next_attempt_at = UTCDateTime()
+    created_at = UTCDateTime()
+    expires_at = UTCDateTime()
+    delivered_at = UTCDateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    payload = fields.Dict()
+
+
+class AlertDetailSchema(AlertOutSchema):
+    attempts = fields.List(fields.Nested(DeliveryAttemptOutSchema))
+
+
+class AlertListQuerySchema(PageQuerySchema):
+    state = fields.String(validate=validate.OneOf(ALERT_STATES))
+
+
+ChannelListSchema = Schema.from_dict({"items": fields.List(fields.Nested(ChannelOutSchema))},
+                                     name="ChannelList")
+IncidentPageSchema = page_schema(IncidentOutSchema, "IncidentPage")
+AlertPageSchema = page_schema(AlertOutSchema, "AlertPage")

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from config import Settings, runtime
 from database import db
-from models import Alert, Channel, RequestCount, ServiceState, new_uuid
+from models import Alert, Channel, RequestCount, ServiceState
 from utils.clock import utc_iso
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,9 @@ def check_error_rate(now: dt.datetime) -> list[Alert]:
     taken with a compare-and-set on `service_state`, in the same transaction as the alerts.
     Returns the alerts written (none when the rate is normal or the cooldown holds).
     """
+    # alert_manager records its failures in the error log, which reports this module's rate.
+    from alert_manager import enqueue_alert  # noqa: PLC0415 (breaks the import cycle)
+
     settings = runtime().settings
     prune_request_counts(now, settings)
     measured = measure_error_rate(now, settings)
@@ -108,9 +111,12 @@ def check_error_rate(now: dt.datetime) -> list[Alert]:
     if not _take_cooldown(now, measured, settings):
         db.session.rollback()
         return []
-    alerts = [_alert_for(channel, measured, now) for channel in db.session.execute(
-        select(Channel).where(Channel.is_operator.is_(True)).order_by(Channel.id)).scalars()]
-    db.session.add_all(alerts)
+    details = {"error_rate": round(measured.rate, 6), "window_seconds": measured.window_seconds,
+               "requests": measured.requests, "errors": measured.errors}
+    alerts = [enqueue_alert(channel, ALERT_EVENT, details, None, None, now,
+                            settings.ALERT_MAX_AGE_SECONDS)
+              for channel in db.session.execute(select(Channel).where(
+                  Channel.is_operator.is_(True)).order_by(Channel.id)).scalars()]
     db.session.commit()
     log.warning("error rate %.1f%% over %ss (%d of %d requests): %d operator alerts queued",
                 measured.rate * 100, measured.window_seconds, measured.errors,
@@ -132,21 +138,6 @@ def _take_cooldown(now: dt.datetime, measured: ErrorRate, settings: Settings) ->
         update(ServiceState)
         .where(ServiceState.key == COOLDOWN_KEY, ServiceState.updated_at <= cooled_down_before)
         .values(value=value, updated_at=now)).rowcount == 1
-
-
-def _alert_for(channel: Channel, measured: ErrorRate, now: dt.datetime) -> Alert:
-    alert_uuid = new_uuid()
-    payload = {
-        "event": ALERT_EVENT,
-        "alert_id": alert_uuid,
-        "occurred_at": utc_iso(now),
-        "error_rate": round(measured.rate, 6),
-        "window_seconds": measured.window_seconds,
-        "requests": measured.requests,
-        "errors": measured.errors,
-    }
-    return Alert(uuid=alert_uuid, channel_id=channel.id, event=ALERT_EVENT, payload=payload,
-                 state="pending", attempt_count=0, next_attempt_at=now, created_at=now)
 
 
 def prune_request_counts(now: dt.datetime, settings: Settings | None = None) -> int:

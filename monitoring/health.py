@@ -12,14 +12,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
-from config import Settings
+from config import Settings, runtime
 from database import db
 from monitoring.error_rate import measure_error_rate
 
 log = logging.getLogger(__name__)
 
 SMTP_PROBE_TIMEOUT_SECONDS = 1.0
-BREAKER_STATE_VALUES = {"closed": 0, "open": 1, "half-open": 2, "half_open": 2}
 
 
 def dependency(name: str, kind: str, healthy: bool, state: str,
@@ -65,17 +64,15 @@ def check_smtp(smtp_url: str) -> dict[str, Any]:
 
 
 def breaker_states() -> dict[str, str]:
-    """Circuit-breaker state per channel, from the delivery's breaker registry when present.
+    """State of each channel's circuit breaker in this process (closed, open, half_open).
 
-    The registry lives in `utils.circuit_breaker` (alert delivery); until it exists, no
-    breaker is reported.
+    Read from the delivery's BreakerRegistry (utils/circuit_breaker.py); breakers exist once a
+    channel has been used, in the process that delivers alerts.
     """
-    try:
-        from utils import circuit_breaker  # noqa: PLC0415 (optional until delivery lands)
-    except ImportError:
+    breakers = runtime().breakers
+    if breakers is None:
         return {}
-    states = getattr(circuit_breaker, "breaker_states", None)
-    return dict(states()) if callable(states) else {}
+    return {entry["name"]: entry["state"] for entry in breakers.snapshot()}
 
 
 def check_dependencies(settings: Settings, now: dt.datetime) -> dict[str, Any]:

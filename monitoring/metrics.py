@@ -4,8 +4,9 @@ Counters and histograms live in each process; under gunicorn, `PROMETHEUS_MULTIP
 prometheus_client keep them in files shared by the workers (see gunicorn.conf.py), and a scrape
 sums them with `MultiProcessCollector`. Gauges describing stored state (applications per
 status, alerts per state) are computed from the database at scrape time, so whichever worker
-answers reports the same numbers. `hbmon_circuit_breaker_state` is read from the delivery's
-breaker registry when `utils.circuit_breaker` provides one (see monitoring/health.py).
+answers reports the same numbers. `hbmon_circuit_breaker_state{channel}` is read from the
+breaker registry of the process answering (utils/circuit_breaker.py): the process that
+delivers alerts, e.g. `flask monitor`, reports its breakers.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class StoredStateCollector:
     def collect(self):
         from database import db  # noqa: PLC0415 (keeps this module free of the app's imports)
         from models import ALERT_STATES, STATUSES, Alert, Application
-        from monitoring.health import BREAKER_STATE_VALUES, breaker_states
+        from monitoring.health import breaker_states
+        from utils.circuit_breaker import STATE_CODES
 
         applications = GaugeMetricFamily("hbmon_applications", "Applications per status",
                                          labels=["status"])
@@ -58,8 +60,8 @@ class StoredStateCollector:
         breakers = GaugeMetricFamily("hbmon_circuit_breaker_state",
                                      "Circuit breaker per channel: 0 closed, 1 open, 2 half-open",
                                      labels=["channel"])
-        for channel, state in sorted(breaker_states().items()):
-            breakers.add_metric([str(channel)], BREAKER_STATE_VALUES.get(state, 1))
+        for name, state in sorted(breaker_states().items()):
+            breakers.add_metric([name.removeprefix("channel:")], STATE_CODES[state])
         return [applications, alerts, breakers]
 
 

@@ -219,3 +219,33 @@ def application(api) -> dict:
                               "grace_seconds": 300, "tags": ["db", "nightly"]})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture
+def runtime(app):
+    """The app's clock, monitor, deliverer and breakers."""
+    return app.extensions["hbmon"]
+
+
+@pytest.fixture
+def sink():
+    from tests.sinks import HttpSink
+    live = HttpSink().start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def other_sink():
+    from tests.sinks import HttpSink
+    live = HttpSink().start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def smtp_sink():
+    from tests.sinks import SmtpSink
+    live = SmtpSink().start()
+    yield live
+    live.stop()

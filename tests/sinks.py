@@ -1,0 +1,103 @@
+"""Real destinations for alerts: an HTTP sink whose behaviour tests script, an SMTP server."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+
+class HttpSink:
+    """Records every request; answers each with the next scripted behaviour, then `default`.
+
+    A behaviour is a status code, or a dict {"status": int, "headers": {...}, "hang": seconds}.
+    """
+
+    def __init__(self, default=200):
+        self.default = default
+        self.script: deque = deque()
+        self.received: list[dict] = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with sink.lock:
+                    behaviour = sink.script.popleft() if sink.script else sink.default
+                behaviour = behaviour if isinstance(behaviour, dict) else {"status": behaviour}
+                if behaviour.get("hang"):
+                    sink.release.wait(behaviour["hang"])
+                status = behaviour["status"]
+                if 200 <= status < 300:
+                    with sink.lock:
+                        sink.received.append({"headers": dict(self.headers), "body": body,
+                                              "json": json.loads(body or b"null"),
+                                              "at": time.monotonic()})
+                reply = b'{"ok": true}'
+                self.send_response(status)
+                for name, value in behaviour.get("headers", {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def start(self) -> "HttpSink":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def then(self, *behaviours) -> "HttpSink":
+        with self.lock:
+            self.script.extend(behaviours)
+        return self
+
+    def alert_ids(self) -> list[str]:
+        with self.lock:
+            return [request["json"]["alert_id"] for request in self.received]
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it receives."""
+
+    def __init__(self):
+        self.messages: list = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.messages.append(envelope)
+                return "250 OK"
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> "SmtpSink":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -1,0 +1,287 @@
+"""§6.4: alerts reach real destinations at least once, survive failures, never double."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+
+import pytest
+
+from tests.helpers import assert_envelope
+
+
+def make_channel(api, **fields) -> dict:
+    response = api.post("/api/v1/channels", json=fields)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def watched_application(api, anonymous, channel_ids, **fields) -> dict:
+    body = {"name": "payroll", "period_seconds": 60, "grace_seconds": 30,
+            "channels": channel_ids, **fields}
+    created = api.post("/api/v1/applications", json=body)
+    assert created.status_code == 201, created.text
+    app = created.json()
+    assert anonymous.get(f"/ping/{app['uuid']}").status_code == 200
+    return app
+
+
+def alerts(api, state=None) -> list[dict]:
+    query = f"?state={state}" if state else ""
+    return api.get(f"/api/v1/alerts{query}").json()["items"]
+
+
+def test_down_alert_is_delivered_to_a_webhook_with_idempotency_key_and_signature(
+        api, anonymous, sink, runtime, clock):
+    channel = make_channel(api, name="ops hook", kind="webhook", url=sink.url,
+                           secret="s3cret-signing-key", headers={"X-Team": "ops"})
+    app = watched_application(api, anonymous, [channel["id"]])
+    clock.advance(seconds=91)
+    assert runtime.monitor.tick() == 1
+    runtime.deliverer.drain()
+
+    assert len(sink.received) == 1
+    request = sink.received[0]
+    payload = request["json"]
+    assert payload["event"] == "application.down"
+    assert payload["application"] == {"uuid": app["uuid"], "name": "payroll", "status": "down",
+                                       "last_heartbeat_at": "2030-01-01T00:00:00Z"}
+    assert payload["incident"]["reason"] == "missed"
+    assert payload["incident"]["started_at"] == "2030-01-01T00:01:31Z"
+    assert payload["incident"]["resolved_at"] is None
+    assert request["headers"]["Idempotency-Key"] == payload["alert_id"]
+    assert request["headers"]["X-Team"] == "ops"
+    expected = hmac.new(b"s3cret-signing-key", request["body"], hashlib.sha256).hexdigest()
+    assert request["headers"]["X-Signature"] == f"sha256={expected}"
+    delivered = alerts(api, "delivered")
+    assert [a["uuid"] for a in delivered] == [payload["alert_id"]]
+
+
+def test_recovery_sends_application_up_to_the_same_channels(api, anonymous, sink, runtime,
+                                                            clock):
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    app = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    clock.advance(seconds=5)
+    anonymous.get(f"/ping/{app['uuid']}")
+    runtime.deliverer.drain()
+    events = [r["json"]["event"] for r in sink.received]
+    assert sorted(events) == ["application.down", "application.up"]
+    up = next(r["json"] for r in sink.received if r["json"]["event"] == "application.up")
+    assert up["incident"]["reason"] == "failed"
+    assert up["incident"]["resolved_at"] == "2030-01-01T00:00:05Z"
+    incidents = api.get(f"/api/v1/applications/{app['uuid']}/incidents").json()["items"]
+    assert [(i["reason"], i["resolved_at"]) for i in incidents] == [
+        ("failed", "2030-01-01T00:00:05Z")]
+
+
+def test_slack_channel_gets_a_readable_message(api, anonymous, sink, runtime):
+    channel = make_channel(api, name="slack", kind="slack", url=sink.url)
+    assert "/hook" not in channel["url"] or channel["url"].endswith("hook")
+    app = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    runtime.deliverer.drain()
+    assert sink.received[0]["json"]["text"] == "payroll is DOWN (failed)"
+
+
+def test_email_alert_reaches_a_real_smtp_server(app_config, smtp_sink, clock):
+    from app import create_app
+    from tests.conftest import Client, LiveServer, make_key
+    application = create_app({**app_config, "SMTP_URL": smtp_sink.url,
+                              "SMTP_FROM": "monitor@example.test"})
+    live = LiveServer(application).start()
+    try:
+        api = Client(live.url, make_key(application))
+        channel = make_channel(api, name="mail", kind="email",
+                               addresses=["oncall@example.test", "boss@example.test"])
+        app = watched_application(api, Client(live.url), [channel["id"]])
+        Client(live.url).get(f"/ping/{app['uuid']}/fail")
+        application.extensions["hbmon"].deliverer.drain()
+    finally:
+        live.stop()
+    assert len(smtp_sink.messages) == 1
+    envelope = smtp_sink.messages[0]
+    assert envelope.mail_from == "monitor@example.test"
+    assert sorted(envelope.rcpt_tos) == ["boss@example.test", "oncall@example.test"]
+    content = envelope.content.decode()
+    assert "Subject: payroll is DOWN (failed)" in content
+    assert app["uuid"] in content
+
+
+def test_429_retry_after_is_honored(api, anonymous, sink, runtime, clock):
+    sink.then({"status": 429, "headers": {"Retry-After": "120"}})
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    app = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    runtime.deliverer.drain()
+    assert sink.received == []
+    pending = alerts(api, "pending")
+    assert len(pending) == 1 and pending[0]["attempt_count"] == 1
+    assert pending[0]["next_attempt_at"] >= "2030-01-01T00:02:00Z"
+
+    clock.advance(seconds=119)
+    runtime.deliverer.drain()
+    assert sink.received == []
+    clock.advance(seconds=2)
+    runtime.deliverer.drain()
+    assert len(sink.received) == 1
+    detail = api.get(f"/api/v1/alerts/{pending[0]['id']}").json()
+    assert [(a["outcome"], a["http_status"]) for a in detail["attempts"]] == [
+        ("transient_error", 429), ("delivered", 200)]
+
+
+def test_5xx_is_retried_with_backoff_until_delivered_once(api, anonymous, sink, runtime, clock):
+    sink.then(503, 502, 500)
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    app = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    for _ in range(10):
+        runtime.deliverer.drain()
+        clock.advance(seconds=700)  # more than the longest backoff
+    assert len(sink.received) == 1
+    [alert] = alerts(api)
+    assert alert["state"] == "delivered" and alert["attempt_count"] == 4
+
+
+def test_4xx_fails_fast_without_retry(api, anonymous, sink, runtime, clock):
+    sink.then(404)
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    app = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    runtime.deliverer.drain()
+    clock.advance(seconds=3600)
+    runtime.deliverer.drain()
+    [alert] = alerts(api)
+    assert alert["state"] == "failed" and alert["attempt_count"] == 1
+    assert "404" in alert["last_error"]
+    assert runtime.breakers.get(f"channel:{channel['id']}").failure_count == 0
+
+
+def test_undeliverable_alert_becomes_dead_and_can_be_retried(api, anonymous, sink, runtime,
+                                                            clock):
+    sink.default = 503
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    app = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{app['uuid']}/fail")
+    for _ in range(30):
+        runtime.deliverer.drain()
+        clock.advance(seconds=3600)
+    [alert] = alerts(api)
+    assert alert["state"] == "dead"
+    assert sink.received == []
+
+    sink.default = 200
+    retried = api.post(f"/api/v1/alerts/{alert['id']}/retry")
+    assert retried.status_code == 200 and retried.json()["state"] == "pending"
+    clock.advance(seconds=3600)  # past any open breaker
+    runtime.deliverer.drain()
+    assert sink.alert_ids() == [alert["uuid"]]
+    assert_envelope(api.post(f"/api/v1/alerts/{alert['id']}/retry"), 409, "CONFLICT")
+
+
+def test_breaker_opens_after_threshold_then_closes_through_one_probe(api, anonymous, sink,
+                                                                      runtime, clock):
+    sink.default = 503
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    for n in range(8):
+        watched_application(api, anonymous, [channel["id"]], name=f"job-{n}")
+    for created in api.get("/api/v1/applications").json()["items"]:
+        anonymous.get(f"/ping/{created['uuid']}/fail")
+    runtime.deliverer.drain()
+    breaker = runtime.breakers.get(f"channel:{channel['id']}")
+    assert breaker.state == "open"
+    attempts_when_open = sum(a["attempt_count"] for a in alerts(api))
+    # The threshold, plus at most the one call already in flight on the channel's second slot.
+    assert 5 <= attempts_when_open <= 6
+
+    clock.advance(seconds=29)
+    runtime.deliverer.drain()
+    assert breaker.state == "open"
+    assert sum(a["attempt_count"] for a in alerts(api)) == attempts_when_open
+    clock.advance(seconds=2)
+    assert breaker.state == "half_open"  # by the clock, without a call
+    sink.default = 200
+    clock.advance(seconds=700)
+    runtime.deliverer.drain()
+    assert breaker.state == "closed"
+    assert sorted(sink.alert_ids()) == sorted(a["uuid"] for a in alerts(api))
+    assert len(sink.alert_ids()) == 8
+
+
+def test_failing_channel_does_not_delay_a_healthy_one(app_config, sink, other_sink, clock):
+    from app import create_app
+    from tests.conftest import Client, LiveServer, make_key
+    application = create_app({**app_config, "ALERT_TIMEOUT_SECONDS": 3})
+    live = LiveServer(application).start()
+    try:
+        api, anonymous = Client(live.url, make_key(application)), Client(live.url)
+        sink.default = {"status": 200, "hang": 3}
+        slow = make_channel(api, name="slow", kind="webhook", url=sink.url)
+        fast = make_channel(api, name="fast", kind="webhook", url=other_sink.url)
+        for n in range(6):
+            app = watched_application(api, anonymous, [slow["id"], fast["id"]], name=f"j{n}")
+            anonymous.get(f"/ping/{app['uuid']}/fail")
+        deliverer = application.extensions["hbmon"].deliverer
+        started = time.monotonic()
+        stop = threading.Event()
+        worker = threading.Thread(target=deliverer.run, args=(stop, 0.05))
+        worker.start()
+        while len(other_sink.received) < 6 and time.monotonic() - started < 20:
+            time.sleep(0.02)
+        fast_done = time.monotonic() - started
+        stop.set()
+        deliverer.wake()
+        worker.join()
+        deliverer.shutdown()
+    finally:
+        live.stop()
+    assert len(other_sink.received) == 6
+    # Six hanging deliveries to the slow channel would take 6 x 3 s in series; the healthy
+    # channel's six alerts arrive while the first slow ones are still hanging.
+    assert fast_done < 2.5, fast_done
+
+
+def test_channels_crud_and_test_endpoint(api, sink):
+    created = make_channel(api, name="hook", kind="webhook", url=sink.url, secret="abcdefgh12",
+                           headers={"Authorization": "Bearer token-123"})
+    assert created["has_secret"] is True and "secret" not in created
+    assert created["headers"] == {"Authorization": "********"}
+    assert "token-123" not in json.dumps(api.get("/api/v1/channels").json())
+
+    result = api.post(f"/api/v1/channels/{created['id']}/test").json()
+    assert result["delivered"] is True and result["http_status"] == 200
+    assert sink.received[0]["json"]["event"] == "channel.test"
+
+    sink.then(500)
+    failed = api.post(f"/api/v1/channels/{created['id']}/test").json()
+    assert failed["delivered"] is False and failed["http_status"] == 500
+
+    patched = api.patch(f"/api/v1/channels/{created['id']}", json={"name": "renamed"})
+    assert patched.json()["name"] == "renamed"
+    assert api.delete(f"/api/v1/channels/{created['id']}").status_code == 204
+    assert_envelope(api.get(f"/api/v1/channels/{created['id']}"), 404, "CHANNEL_NOT_FOUND")
+
+
+def test_channel_validation(api):
+    assert "url" in assert_envelope(api.post("/api/v1/channels", json={
+        "name": "x", "kind": "webhook"}), 422, "VALIDATION_ERROR")["details"]
+    assert "addresses" in assert_envelope(api.post("/api/v1/channels", json={
+        "name": "x", "kind": "email"}), 422, "VALIDATION_ERROR")["details"]
+    assert "url" in assert_envelope(api.post("/api/v1/channels", json={
+        "name": "x", "kind": "webhook", "url": "ftp://x"}), 422, "VALIDATION_ERROR")["details"]
+
+
+def test_application_lists_its_channels_and_refuses_unknown_ones(api, sink):
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    app = api.post("/api/v1/applications", json={"name": "x", "channels": [channel["id"]]})
+    assert app.json()["channels"] == [channel["id"]]
+    error = assert_envelope(api.post("/api/v1/applications",
+                                     json={"name": "y", "channels": [999]}), 422,
+                            "VALIDATION_ERROR")
+    assert "channels" in error["details"]
+
+
+def test_unknown_alert_answers_alert_not_found(api):
+    assert_envelope(api.get("/api/v1/alerts/12345"), 404, "ALERT_NOT_FOUND")

@@ -1,0 +1,156 @@
+"""§6.1–6.2: the monitor turns silence into late and down, with incidents and alerts."""
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+
+from heartbeat_monitor import next_check_at, status_by_time
+
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def application(status="up", deadline=60, grace=30, start=None):
+    return SimpleNamespace(status=status, grace_seconds=grace,
+                           next_deadline_at=at(deadline) if deadline is not None else None,
+                           last_start_at=at(start) if start is not None else None)
+
+
+@pytest.mark.parametrize("state, now, expected", [
+    (application("up"), 59, ("up", None)),
+    (application("up"), 60, ("late", None)),
+    (application("up"), 89, ("late", None)),
+    (application("up"), 90, ("down", "missed")),
+    (application("late"), 75, ("late", None)),
+    (application("late"), 90, ("down", "missed")),
+    (application("new", deadline=None), 10**6, ("new", None)),
+    (application("new", deadline=None, start=0), 29, ("new", None)),
+    (application("new", deadline=None, start=0), 30, ("down", "missed")),
+    (application("up", deadline=600, start=100), 129, ("up", None)),
+    (application("up", deadline=600, start=100), 130, ("down", "missed")),
+    (application("paused"), 10**6, ("paused", None)),
+    (application("down"), 10**6, ("down", None)),
+], ids=lambda value: str(value) if not isinstance(value, SimpleNamespace) else value.status)
+def test_status_by_time(state, now, expected):
+    assert status_by_time(state, at(now)) == expected
+
+
+@pytest.mark.parametrize("state, expected", [
+    (application("up"), at(60)),
+    (application("late"), at(90)),
+    (application("up", deadline=600, start=100), at(130)),
+    (application("new", deadline=None), None),
+    (application("down"), None),
+    (application("paused"), None),
+])
+def test_next_check_is_the_next_moment_time_can_change_the_status(state, expected):
+    assert next_check_at(state) == expected
+
+
+def _status(api, uuid):
+    return api.get(f"/api/v1/applications/{uuid}").json()["status"]
+
+
+def test_silence_goes_late_then_down_and_opens_one_incident(api, anonymous, runtime, clock):
+    app = api.post("/api/v1/applications", json={
+        "name": "etl", "period_seconds": 60, "grace_seconds": 30}).json()
+    anonymous.get(f"/ping/{app['uuid']}")
+    observed = []
+    for seconds in (59, 1, 29, 1, 600):
+        clock.advance(seconds=seconds)
+        runtime.monitor.tick()
+        observed.append(_status(api, app["uuid"]))
+    assert observed == ["up", "late", "late", "down", "down"]
+    incidents = api.get(f"/api/v1/applications/{app['uuid']}/incidents").json()["items"]
+    assert [(i["reason"], i["started_at"], i["resolved_at"]) for i in incidents] == [
+        ("missed", "2030-01-01T00:01:30Z", None)]
+
+    anonymous.get(f"/ping/{app['uuid']}")
+    assert _status(api, app["uuid"]) == "up"
+    incidents = api.get(f"/api/v1/applications/{app['uuid']}/incidents").json()["items"]
+    assert incidents[0]["resolved_at"] is not None
+
+
+def test_start_without_end_within_grace_is_missed(api, anonymous, runtime, clock):
+    app = api.post("/api/v1/applications", json={
+        "name": "long", "period_seconds": 3600, "grace_seconds": 120}).json()
+    anonymous.get(f"/ping/{app['uuid']}")
+    clock.advance(seconds=600)
+    anonymous.get(f"/ping/{app['uuid']}/start")
+    clock.advance(seconds=119)
+    runtime.monitor.tick()
+    assert _status(api, app["uuid"]) == "up"
+    clock.advance(seconds=1)
+    runtime.monitor.tick()
+    assert _status(api, app["uuid"]) == "down"
+
+
+def test_paused_application_ignores_time(api, anonymous, runtime, clock):
+    app = api.post("/api/v1/applications", json={"name": "p", "period_seconds": 60}).json()
+    anonymous.get(f"/ping/{app['uuid']}")
+    api.post(f"/api/v1/applications/{app['uuid']}/pause")
+    clock.advance(days=30)
+    assert runtime.monitor.tick() == 0
+    assert _status(api, app["uuid"]) == "paused"
+
+
+def test_new_application_is_never_down_before_its_first_ping(api, runtime, clock):
+    app = api.post("/api/v1/applications", json={"name": "n", "period_seconds": 60}).json()
+    clock.advance(days=30)
+    runtime.monitor.tick()
+    assert _status(api, app["uuid"]) == "new"
+
+
+def test_cron_application_goes_down_after_missed_fire_plus_grace(api, anonymous, runtime, clock):
+    app = api.post("/api/v1/applications", json={
+        "name": "nightly", "cron": "0 3 * * *", "timezone": "America/New_York",
+        "grace_seconds": 600}).json()
+    anonymous.get(f"/ping/{app['uuid']}")  # 2030-01-01 00:00 UTC = 19:00 New York
+    deadline = api.get(f"/api/v1/applications/{app['uuid']}").json()["next_deadline_at"]
+    assert deadline == "2030-01-01T08:00:00Z"  # 03:00 EST
+    clock.set(dt.datetime(2030, 1, 1, 8, 9, 59, tzinfo=dt.timezone.utc))
+    runtime.monitor.tick()
+    assert _status(api, app["uuid"]) == "late"
+    clock.advance(seconds=1)
+    runtime.monitor.tick()
+    assert _status(api, app["uuid"]) == "down"
+
+
+def test_a_monitor_tick_that_fails_is_recorded_and_the_loop_survives(app, runtime, clock):
+    import threading
+
+    from sqlalchemy import select
+
+    from database import db
+    from models import ErrorLog
+
+    calls = []
+
+    def exploding_task(now):
+        calls.append(now)
+        if len(calls) == 1:
+            raise RuntimeError("tick broke")
+
+    runtime.monitor.after_tick.append(exploding_task)
+    runtime.monitor.interval_seconds = 0.01
+    stop = threading.Event()
+    thread = threading.Thread(target=runtime.monitor.run, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(500):
+            if len(calls) >= 2:
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert len(calls) >= 2
+    with app.app_context():
+        rows = db.session.execute(select(ErrorLog)).scalars().all()
+    assert [row.error_type for row in rows] == ["RuntimeError"]
