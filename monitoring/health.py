@@ -78,9 +78,8 @@ def breaker_states() -> dict[str, str]:
 def check_dependencies(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """One entry per dependency; never raises."""
     entries = [check_database(), check_spool(settings.SPOOL_DIR), check_smtp(settings.SMTP_URL)]
-    for channel, state in sorted(breaker_states().items()):
-        entries.append(dependency(f"channel:{channel}", "circuit_breaker", state == "closed",
-                                  state, None))
+    for name, state in sorted(breaker_states().items()):
+        entries.append(dependency(name, "circuit_breaker", state == "closed", state, None))
     status = "ok" if all(entry["healthy"] for entry in entries) else "degraded"
     return {"status": status, "checked_at": now, "dependencies": entries}
 

@@ -44,8 +44,7 @@ def test_metrics_exposes_every_spec_metric(api, anonymous, application):
     families = {family.name: family.type for family in
                 text_string_to_metric_families(response.text)}
     for name, kind in SPEC_METRICS.items():
-        if name != "hbmon_circuit_breaker_state":  # present only once breakers exist
-            assert families.get(name) == kind, name
+        assert families.get(name) == kind, name
     scraped = samples(response.text)
     assert value(scraped, "hbmon_applications", status="new") == 1
     assert value(scraped, "hbmon_applications", status="up") == 0
@@ -162,3 +161,24 @@ def test_two_workers_report_the_same_totals_on_every_scrape(gunicorn_server):
         assert value(scraped, "hbmon_http_requests_total", method="POST",
                      route="/api/v1/applications", status="201") == 1
         assert value(scraped, "hbmon_applications", status="up") == 1
+
+
+def test_breaker_state_per_channel_is_exported_and_reported_in_dependencies(
+        app, anonymous, clock):
+    from utils.circuit_breaker import TransientError
+    breakers = app.extensions["hbmon"].breakers
+    breakers.get("channel:1")
+    failing = breakers.get("channel:2")
+    for _ in range(5):
+        failing.record_failure(TransientError("503 from the webhook"))
+    scraped = samples(anonymous.get("/metrics").text)
+    assert value(scraped, "hbmon_circuit_breaker_state", channel="1") == 0
+    assert value(scraped, "hbmon_circuit_breaker_state", channel="2") == 1
+    clock.advance(seconds=31)  # open -> half-open by the clock
+    scraped = samples(anonymous.get("/metrics").text)
+    assert value(scraped, "hbmon_circuit_breaker_state", channel="2") == 2
+    dependencies = anonymous.get("/health/dependencies").json()
+    by_name = {entry["name"]: entry for entry in dependencies["dependencies"]}
+    assert by_name["channel:1"]["healthy"] is True
+    assert by_name["channel:2"]["healthy"] is False
+    assert dependencies["status"] == "degraded"
