@@ -1,0 +1,68 @@
+"""§6.5: several monitor processes against one PostgreSQL: each alert is sent exactly once."""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app import create_app
+from database import db
+from tests.conftest import Client, LiveServer, make_key, migrate
+from utils.clock import ManualClock
+
+ROOT = Path(__file__).resolve().parent.parent
+APPLICATIONS = 40
+
+
+def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_databases, sink,
+                                                                  tmp_path):
+    url = postgres_databases.create()
+    migrate(url)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False, "LOG_FORMAT": "text",
+                      "CLOCK": ManualClock(start), "SPOOL_DIR": str(tmp_path / "spool")})
+    live = LiveServer(app).start()
+    try:
+        api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+        channel = api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
+                                                     "url": sink.url}).json()
+        uuids = []
+        for n in range(APPLICATIONS):
+            created = api.post("/api/v1/applications", json={
+                "name": f"job-{n}", "period_seconds": 60, "grace_seconds": 30,
+                "channels": [channel["id"]]}).json()
+            anonymous.get(f"/ping/{created['uuid']}")
+            uuids.append(created["uuid"])
+    finally:
+        live.stop()
+        with app.app_context():
+            db.engine.dispose()
+
+    clock_file = tmp_path / "clock"
+    clock_file.write_text((start + dt.timedelta(seconds=600)).isoformat())
+    env = {**os.environ, "DATABASE_URL": url, "CLOCK_FILE": str(clock_file),
+           "MONITOR_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
+           "SPOOL_DIR": str(tmp_path / "spool")}
+    monitors = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitor"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(sink.received) < APPLICATIONS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # give any duplicate the chance to arrive
+    finally:
+        for process in monitors:
+            process.send_signal(signal.SIGTERM)
+        exit_codes = [process.wait(30) for process in monitors]
+
+    assert exit_codes == [0, 0, 0], [p.stderr.read().decode()[-2000:] for p in monitors]
+    per_application = collections.Counter(r["json"]["application"]["uuid"] for r in sink.received)
+    assert per_application == {uuid: 1 for uuid in uuids}
+    assert len(set(sink.alert_ids())) == APPLICATIONS == len(sink.received)
+    assert {r["json"]["event"] for r in sink.received} == {"application.down"}
