@@ -33,7 +33,8 @@ bench: $(VENV)/.requirements-dev
 
 # Debian packages the end-to-end tests drive (headless Chromium); installed once.
 system-test-deps:
-	@true
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

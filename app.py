@@ -13,12 +13,19 @@ from alert_manager import Deliverer
 from background import serving_process, start_background
 from cli import register_cli
 from config import INSTANCE_DIR, Runtime, Settings
+from dashboard import dashboard_bp
 from database import db, engine_options, install_io_timeout, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
 from heartbeat_monitor import Monitor, close_outage_gap, record_alive
 from ingest import HeartbeatWriter, replay_spools
+from monitoring.error_rate import check_error_rate
+from monitoring.error_tracking import prune_resolved_errors
+from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
+from monitoring.sentry import init_sentry
+from monitoring.views import errors_bp, monitoring_bp
+from openapi import docs_bp
 from routes import api_bp, ping_bp
 from spool import Spool
 from utils.circuit_breaker import Breaker, BreakerRegistry
@@ -38,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if clock is None:
         clock = FileClock(settings.CLOCK_FILE) if settings.CLOCK_FILE else SystemClock()
     configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL)
+    init_sentry(settings)
 
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.update(
@@ -45,6 +53,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
         MAX_CONTENT_LENGTH=settings.MAX_BODY_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
     )
     app.json.sort_keys = False
     app.url_map.merge_slashes = False
@@ -61,7 +71,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_cli(app)
     app.register_blueprint(ping_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(errors_bp)
+    app.register_blueprint(monitoring_bp)
+    app.register_blueprint(docs_bp)
+    app.register_blueprint(dashboard_bp)
     _install_request_hooks(app)
+    instrument_requests(app)
 
     runtime.breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
                                        settings.BREAKER_RECOVERY_SECONDS, clock)
@@ -74,7 +89,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
     runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
                               before_judging=[replay_spools, close_outage_gap],
-                              after_judging=[record_alive])
+                              after_judging=[record_alive, check_error_rate,
+                                             prune_resolved_errors])
     if settings.MONITOR_ENABLED and serving_process():
         start_background(app)
     return app

@@ -50,6 +50,12 @@ class Settings:
     SPOOL_MAX_BYTES: int = 512 * 1024 * 1024
     OUTAGE_GAP_SECONDS: float = 30.0
     ERROR_RETENTION_DAYS: int = 30
+    ERROR_RATE_THRESHOLD: float = 0.05
+    ERROR_RATE_MIN_REQUESTS: int = 20
+    ERROR_RATE_WINDOW_SECONDS: int = 300
+    ERROR_RATE_COOLDOWN_SECONDS: int = 1800
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+    DASHBOARD_REFRESH_SECONDS: int = 10
     # Read the time from this file instead of the system clock (drills and tests only).
     CLOCK_FILE: str = ""
 

@@ -12,6 +12,7 @@ import exceptions as errors
 from config import runtime
 from database import is_connection_error
 from monitoring.error_tracking import record_error
+from monitoring.sentry import report_exception
 from utils.clock import utc_iso
 from utils.request_id import current_request_id
 
@@ -98,6 +99,7 @@ def handle_unexpected(error: Exception) -> Response:
         return error_response(unavailable)
     log.exception("unhandled exception")
     record_error(error, 500)
+    report_exception(error)
     return error_response(errors.InternalError("The error has been logged."))
 
 

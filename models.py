@@ -231,3 +231,15 @@ class ServiceState(db.Model):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class RequestCount(db.Model):
+    """Requests and 5xx answers served in one time bucket by one process; summed for the rate."""
+
+    __tablename__ = "request_counts"
+
+    bucket_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
+    # One row per serving process and bucket, so workers never contend for a row.
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

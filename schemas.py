@@ -1,6 +1,7 @@
 """Marshmallow schemas: they validate every request body and describe every response."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zoneinfo
 
@@ -136,6 +137,81 @@ def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
 
 ApplicationPageSchema = page_schema(ApplicationOutSchema, "ApplicationPage")
 HeartbeatPageSchema = page_schema(HeartbeatOutSchema, "HeartbeatPage")
+
+
+class ErrorListQuerySchema(Schema):
+    error_type = fields.String(validate=validate.Length(min=1, max=200))
+    resolved = fields.Boolean()
+    since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    until = fields.AwareDateTime(default_timezone=dt.timezone.utc)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=200))
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class ErrorLogOutSchema(Schema):
+    id = fields.Integer()
+    error_type = fields.String()
+    error_message = fields.String()
+    status_code = fields.Integer(allow_none=True)
+    method = fields.String(allow_none=True)
+    path = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    occurrence_count = fields.Integer()
+    timestamp = UTCDateTime(metadata={"description": "When the error first occurred."})
+    last_seen_at = UTCDateTime()
+    resolved = fields.Boolean()
+    resolved_at = UTCDateTime(allow_none=True)
+
+
+class ErrorLogDetailSchema(ErrorLogOutSchema):
+    stack_trace = fields.String()
+
+
+ErrorLogPageSchema = page_schema(ErrorLogOutSchema, "ErrorLogPage")
+
+
+class ErrorRateSchema(Schema):
+    requests = fields.Integer()
+    errors = fields.Integer()
+    rate = fields.Float()
+    window_seconds = fields.Integer()
+    threshold = fields.Float()
+    min_requests = fields.Integer()
+    high = fields.Boolean()
+
+
+class ErrorStatsSchema(Schema):
+    total = fields.Integer(metadata={"description": "Distinct errors (rows) in the log."})
+    occurrences = fields.Integer(metadata={"description": "Occurrences of all of them."})
+    unresolved = fields.Integer()
+    last_24h = fields.Integer(metadata={"description": "Errors seen in the last 24 hours."})
+    by_type = fields.Dict(keys=fields.String(), values=fields.Integer())
+    error_rate = fields.Nested(ErrorRateSchema)
+    generated_at = UTCDateTime()
+
+
+class HealthSchema(Schema):
+    status = fields.String(validate=validate.OneOf(("ok", "degraded", "down")))
+    checked_at = UTCDateTime()
+    database = fields.String()
+    spool = fields.String()
+    error_rate = fields.Nested(ErrorRateSchema, allow_none=True)
+
+
+class DependencySchema(Schema):
+    name = fields.String()
+    kind = fields.String()
+    healthy = fields.Boolean()
+    state = fields.String()
+    detail = fields.String(allow_none=True)
+
+
+class DependenciesSchema(Schema):
+    status = fields.String(validate=validate.OneOf(("ok", "degraded")))
+    checked_at = UTCDateTime()
+    dependencies = fields.List(fields.Nested(DependencySchema))
 
 
 class ErrorBodySchema(Schema):

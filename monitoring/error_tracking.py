@@ -1,18 +1,26 @@
 """The ErrorLog: every 5xx and unexpected exception stored once per fingerprint, with a count."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import logging
 import traceback
-from typing import Any
+from typing import Any, Iterable
 
 from flask import has_request_context, request
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config import runtime
 from database import db
+from exceptions import ErrorNotFound, ValidationFailed
 from models import ErrorLog
+from monitoring import metrics
+from monitoring.error_rate import measure_error_rate
+from utils.clock import utc_iso
+from utils.pagination import decode_cursor, encode_cursor
 from utils.request_id import current_request_id
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,7 @@ def record_error(error: BaseException, status_code: int) -> None:
         return
     try:
         store_error(record, now)
+        metrics.ERRORS_LOGGED.labels(error_type=record["error_type"]).inc()
     except Exception as store_failure:  # the database may be the thing that is down
         log.warning("error log unavailable (%s); spooling the record",
                     type(store_failure).__name__)
@@ -95,3 +104,114 @@ def replay_error_records(records: list[dict[str, Any]]) -> None:
     for record in records:
         seen_at = dt.datetime.fromisoformat(record.pop("seen_at"))
         store_error(record, seen_at)
+
+
+# --- Reading and managing the log (the errors API) -----------------------------------------
+
+CSV_COLUMNS = ("id", "error_type", "error_message", "occurrence_count", "timestamp",
+               "last_seen_at", "resolved", "resolved_at", "status_code", "method", "path",
+               "request_id", "user_agent")
+MAX_CSV_ROWS = 10000
+
+
+def _filtered(error_type: str | None, resolved: bool | None, since: dt.datetime | None,
+              until: dt.datetime | None):
+    """Rows matching the filters; since/until select rows that occurred within the range."""
+    query = select(ErrorLog)
+    if error_type:
+        query = query.where(ErrorLog.error_type == error_type)
+    if resolved is not None:
+        query = query.where(ErrorLog.resolved.is_(resolved))
+    if since is not None:
+        query = query.where(ErrorLog.last_seen_at >= since)
+    if until is not None:
+        query = query.where(ErrorLog.timestamp < until)
+    return query
+
+
+def list_errors(error_type: str | None = None, resolved: bool | None = None,
+                since: dt.datetime | None = None, until: dt.datetime | None = None,
+                limit: int = 50, cursor: str | None = None) -> tuple[list[ErrorLog], str | None]:
+    """One page of error records, newest first, and the cursor of the next page."""
+    query = _filtered(error_type, resolved, since, until).order_by(ErrorLog.id.desc())
+    if cursor:
+        (before_id,) = decode_cursor(cursor, 1)
+        if not isinstance(before_id, int):
+            raise ValidationFailed({"cursor": ["Invalid cursor."]})
+        query = query.where(ErrorLog.id < before_id)
+    rows = list(db.session.execute(query.limit(limit + 1)).scalars())
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def get_error(error_id: int) -> ErrorLog:
+    error = db.session.get(ErrorLog, error_id)
+    if error is None:
+        raise ErrorNotFound(error_id)
+    return error
+
+
+def resolve_error(error_id: int, now: dt.datetime) -> ErrorLog:
+    """Mark a record resolved; resolving twice keeps the first resolution time."""
+    db.session.execute(update(ErrorLog)
+                       .where(ErrorLog.id == error_id, ErrorLog.resolved.is_(False))
+                       .values(resolved=True, resolved_at=now))
+    db.session.commit()
+    return get_error(error_id)
+
+
+def error_stats(now: dt.datetime) -> dict[str, Any]:
+    """Totals, unresolved, per type, the last 24 hours and the current error rate."""
+    day_ago = now - dt.timedelta(hours=24)
+    total, occurrences, unresolved, last_24h = db.session.execute(select(
+        func.count(ErrorLog.id),
+        func.coalesce(func.sum(ErrorLog.occurrence_count), 0),
+        func.count(ErrorLog.id).filter(ErrorLog.resolved.is_(False)),
+        func.count(ErrorLog.id).filter(ErrorLog.last_seen_at >= day_ago),
+    )).one()
+    by_type = db.session.execute(
+        select(ErrorLog.error_type, func.count(ErrorLog.id))
+        .group_by(ErrorLog.error_type).order_by(func.count(ErrorLog.id).desc(),
+                                                 ErrorLog.error_type)).all()
+    return {
+        "total": total,
+        "occurrences": int(occurrences),
+        "unresolved": unresolved,
+        "last_24h": last_24h,
+        "by_type": {error_type: count for error_type, count in by_type},
+        "error_rate": measure_error_rate(now).as_dict(),
+        "generated_at": now,
+    }
+
+
+def export_errors_csv(error_type: str | None = None, resolved: bool | None = None,
+                      since: dt.datetime | None = None, until: dt.datetime | None = None) -> str:
+    """The matching records (newest first, at most MAX_CSV_ROWS) as CSV, without stack traces."""
+    query = _filtered(error_type, resolved, since, until).order_by(ErrorLog.id.desc())
+    rows = db.session.execute(query.limit(MAX_CSV_ROWS)).scalars()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(_csv_row(row) for row in rows)
+    return buffer.getvalue()
+
+
+def _csv_row(error: ErrorLog) -> Iterable[Any]:
+    for column in CSV_COLUMNS:
+        value = getattr(error, column)
+        if isinstance(value, dt.datetime):
+            value = utc_iso(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            value = "'" + value  # keep spreadsheets from evaluating a cell as a formula
+        yield "" if value is None else value
+
+
+def prune_resolved_errors(now: dt.datetime) -> int:
+    """Delete resolved records resolved more than ERROR_RETENTION_DAYS ago; returns the count."""
+    cutoff = now - dt.timedelta(days=runtime().settings.ERROR_RETENTION_DAYS)
+    result = db.session.execute(delete(ErrorLog).where(
+        ErrorLog.resolved.is_(True), ErrorLog.resolved_at < cutoff))
+    db.session.commit()
+    return result.rowcount or 0

@@ -1,0 +1,137 @@
+"""The operators' dashboard at / (§6.7): sign in with an API key, then watch everything at once.
+
+The session cookie (signed with SECRET_KEY) holds only the key's id and a CSRF token; the key
+is checked again on every page, so revoking it signs the browser out.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from typing import Any
+
+from flask import (Blueprint, Response, redirect, render_template, request, session,
+                   url_for)
+from sqlalchemy import select
+
+from auth import authenticate
+from config import Settings, runtime
+from database import db
+from exceptions import Forbidden, Unauthorized
+from models import Alert, ApiKey, Application, ErrorLog, Incident
+from monitoring.error_rate import measure_error_rate
+from monitoring.health import check_dependencies
+from monitoring.scrubbing import scrub_text
+
+dashboard_bp = Blueprint("dashboard", __name__)
+
+MAX_APPLICATIONS = 500
+MAX_ROWS = 50
+RECENT_ERRORS = 10
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, created on first use; every form carries it."""
+    if "csrf_token" not in session:
+        session["csrf_token"] = secrets.token_urlsafe(32)
+    return session["csrf_token"]
+
+
+def check_csrf() -> None:
+    expected = session.get("csrf_token", "")
+    given = request.form.get("csrf_token", "")
+    if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise Forbidden("The form's CSRF token is missing or stale; reload the page.")
+
+
+def signed_in_key() -> ApiKey | None:
+    """The API key this browser signed in with, if it is still valid."""
+    key_id = session.get("api_key_id")
+    if not isinstance(key_id, int):
+        return None
+    api_key = db.session.get(ApiKey, key_id)
+    return api_key if api_key is not None and api_key.revoked_at is None else None
+
+
+def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    """Everything the dashboard shows, read at `now`."""
+    applications = list(db.session.execute(
+        select(Application).order_by(Application.name, Application.id)
+        .limit(MAX_APPLICATIONS)).scalars())
+    incidents = db.session.execute(
+        select(Incident, Application).join(Application)
+        .where(Incident.resolved_at.is_(None))
+        .order_by(Incident.started_at.desc()).limit(MAX_ROWS)).all()
+    alerts = list(db.session.execute(
+        select(Alert).where(Alert.state != "delivered")
+        .order_by(Alert.next_attempt_at, Alert.id).limit(MAX_ROWS)).scalars())
+    errors = list(db.session.execute(
+        select(ErrorLog).order_by(ErrorLog.last_seen_at.desc(), ErrorLog.id.desc())
+        .limit(RECENT_ERRORS)).scalars())
+    status_counts: dict[str, int] = {}
+    for application in applications:
+        status_counts[application.status] = status_counts.get(application.status, 0) + 1
+    return {
+        "applications": applications,
+        "status_counts": status_counts,
+        "incidents": incidents,
+        "alerts": alerts,
+        "alert_errors": {alert.id: scrub_text(alert.last_error or "") for alert in alerts},
+        "errors": errors,
+        "error_rate": measure_error_rate(now, settings),
+        "dependencies": check_dependencies(settings, now),
+    }
+
+
+def age(moment: dt.datetime | None, now: dt.datetime) -> str:
+    """'3 min ago' style, for people; the exact time goes in a title attribute."""
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+@dashboard_bp.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
+@dashboard_bp.get("/")
+def index():
+    if signed_in_key() is None:
+        return redirect(url_for("dashboard.login"))
+    settings, now = runtime().settings, runtime().clock.now()
+    overview = dashboard_overview(settings, now)
+    db.session.rollback()
+    return render_template("dashboard.html", now=now, age=age,
+                           refresh_seconds=settings.DASHBOARD_REFRESH_SECONDS, **overview)
+
+
+@dashboard_bp.get("/login")
+def login():
+    if signed_in_key() is not None:
+        return redirect(url_for("dashboard.index"))
+    return render_template("login.html", error=None)
+
+
+@dashboard_bp.post("/login")
+def login_submit():
+    check_csrf()
+    try:
+        api_key = authenticate(request.form.get("api_key", "").strip())
+    except Unauthorized:
+        return render_template("login.html", error="That API key is not valid.")
+    session.clear()  # a new session on sign-in: no fixation
+    session["api_key_id"] = api_key.id
+    csrf_token()
+    return redirect(url_for("dashboard.index"))
+
+
+@dashboard_bp.post("/logout")
+def logout() -> Response:
+    check_csrf()
+    session.clear()
+    return redirect(url_for("dashboard.login"))

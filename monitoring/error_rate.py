@@ -1,0 +1,148 @@
+"""The service's own error rate: requests and 5xx answers over a sliding window, and its alert.
+
+Every serving process adds to its own row of `request_counts` per time bucket (one upsert per
+request, no contention between workers); the rate sums the buckets of the window, so every
+worker, every instance and the monitor see the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import socket
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from config import Settings, runtime
+from database import db
+from models import Alert, Channel, RequestCount, ServiceState
+from utils.clock import utc_iso
+
+log = logging.getLogger(__name__)
+
+BUCKET_SECONDS = 10
+ALERT_EVENT = "service.error_rate_high"
+COOLDOWN_KEY = "error_rate_alert"
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorRate:
+    """Requests and errors counted over the window ending at `measured_at`."""
+
+    requests: int
+    errors: int
+    window_seconds: int
+    threshold: float
+    min_requests: int
+    measured_at: dt.datetime
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def is_high(self) -> bool:
+        """Above the threshold, with enough requests for the rate to mean something."""
+        return self.requests >= self.min_requests and self.rate > self.threshold
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "errors": self.errors, "rate": round(self.rate, 6),
+                "window_seconds": self.window_seconds, "threshold": self.threshold,
+                "min_requests": self.min_requests, "high": self.is_high}
+
+
+def bucket_start(moment: dt.datetime) -> dt.datetime:
+    """The start of the BUCKET_SECONDS bucket holding `moment`."""
+    epoch = int(moment.timestamp())
+    return dt.datetime.fromtimestamp(epoch - epoch % BUCKET_SECONDS, dt.timezone.utc)
+
+
+def process_source() -> str:
+    """Names this serving process: its row in each bucket."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+def count_request(now: dt.datetime, is_error: bool) -> None:
+    """Add one request (and one error if it was a 5xx) to this process's current bucket."""
+    module = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    errors = 1 if is_error else 0
+    statement = module.insert(RequestCount).values(
+        bucket_start=bucket_start(now), source=process_source(), requests=1, errors=errors)
+    statement = statement.on_conflict_do_update(
+        index_elements=["bucket_start", "source"],
+        set_={"requests": RequestCount.requests + 1, "errors": RequestCount.errors + errors})
+    with db.engine.begin() as connection:
+        connection.execute(statement)
+
+
+def measure_error_rate(now: dt.datetime, settings: Settings | None = None) -> ErrorRate:
+    """The error rate over the window ending at `now`."""
+    settings = settings or runtime().settings
+    window_start = bucket_start(now - dt.timedelta(seconds=settings.ERROR_RATE_WINDOW_SECONDS))
+    requests, errors = db.session.execute(
+        select(func.coalesce(func.sum(RequestCount.requests), 0),
+               func.coalesce(func.sum(RequestCount.errors), 0))
+        .where(RequestCount.bucket_start > window_start, RequestCount.bucket_start <= now)
+    ).one()
+    return ErrorRate(requests=int(requests), errors=int(errors),
+                     window_seconds=settings.ERROR_RATE_WINDOW_SECONDS,
+                     threshold=settings.ERROR_RATE_THRESHOLD,
+                     min_requests=settings.ERROR_RATE_MIN_REQUESTS, measured_at=now)
+
+
+def check_error_rate(now: dt.datetime) -> list[Alert]:
+    """Called each monitor tick: when the rate is high, queue one alert per operator channel.
+
+    At most once per ERROR_RATE_COOLDOWN_SECONDS across all processes: the right to send is
+    taken with a compare-and-set on `service_state`, in the same transaction as the alerts.
+    Returns the alerts written (none when the rate is normal or the cooldown holds).
+    """
+    # alert_manager records its failures in the error log, which reports this module's rate.
+    from alert_manager import enqueue_alert  # noqa: PLC0415 (breaks the import cycle)
+
+    settings = runtime().settings
+    prune_request_counts(now, settings)
+    measured = measure_error_rate(now, settings)
+    db.session.commit()
+    if not measured.is_high:
+        return []
+    if not _take_cooldown(now, measured, settings):
+        db.session.rollback()
+        return []
+    details = {"error_rate": round(measured.rate, 6), "window_seconds": measured.window_seconds,
+               "requests": measured.requests, "errors": measured.errors}
+    alerts = [enqueue_alert(channel, ALERT_EVENT, details, None, None, now,
+                            settings.ALERT_MAX_AGE_SECONDS)
+              for channel in db.session.execute(select(Channel).where(
+                  Channel.is_operator.is_(True)).order_by(Channel.id)).scalars()]
+    db.session.commit()
+    log.warning("error rate %.1f%% over %ss (%d of %d requests): %d operator alerts queued",
+                measured.rate * 100, measured.window_seconds, measured.errors,
+                measured.requests, len(alerts))
+    return alerts
+
+
+def _take_cooldown(now: dt.datetime, measured: ErrorRate, settings: Settings) -> bool:
+    """Claim the alert for this cooldown period; False when another process already has."""
+    value = {"last_sent_at": utc_iso(now), "error_rate": round(measured.rate, 6)}
+    module = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    claimed = db.session.execute(
+        module.insert(ServiceState).values(key=COOLDOWN_KEY, value=value, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["key"])).rowcount
+    if claimed:
+        return True
+    cooled_down_before = now - dt.timedelta(seconds=settings.ERROR_RATE_COOLDOWN_SECONDS)
+    return db.session.execute(
+        update(ServiceState)
+        .where(ServiceState.key == COOLDOWN_KEY, ServiceState.updated_at <= cooled_down_before)
+        .values(value=value, updated_at=now)).rowcount == 1
+
+
+def prune_request_counts(now: dt.datetime, settings: Settings | None = None) -> int:
+    """Delete buckets that have left every window; returns how many rows went."""
+    settings = settings or runtime().settings
+    oldest_kept = bucket_start(now - dt.timedelta(seconds=2 * settings.ERROR_RATE_WINDOW_SECONDS))
+    result = db.session.execute(delete(RequestCount).where(RequestCount.bucket_start < oldest_kept))
+    return result.rowcount or 0

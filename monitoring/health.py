@@ -1,0 +1,107 @@
+"""How the service and its dependencies are doing: /health and /health/dependencies (§6.7)."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import tempfile
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import text
+
+from config import Settings, runtime
+from database import db
+from monitoring.error_rate import measure_error_rate
+
+log = logging.getLogger(__name__)
+
+SMTP_PROBE_TIMEOUT_SECONDS = 1.0
+
+
+def dependency(name: str, kind: str, healthy: bool, state: str,
+               detail: str | None = None) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "healthy": healthy, "state": state, "detail": detail}
+
+
+def check_database() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+    except Exception as error:  # any failure means unreachable, for a health report
+        db.session.rollback()
+        return dependency("database", "database", False, "unavailable", type(error).__name__)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return dependency("database", "database", True, "ok", f"answered in {elapsed_ms:.1f} ms")
+
+
+def check_spool(spool_dir: str) -> dict[str, Any]:
+    """The spool is healthy when a file can be created in it (heartbeats can be kept)."""
+    try:
+        os.makedirs(spool_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=spool_dir):
+            pass
+    except OSError as error:
+        return dependency("spool", "spool", False, "unwritable", error.strerror)
+    return dependency("spool", "spool", True, "ok", None)
+
+
+def check_smtp(smtp_url: str) -> dict[str, Any]:
+    """A TCP connection to the SMTP server, when one is configured."""
+    if not smtp_url:
+        return dependency("smtp", "smtp", True, "not_configured", None)
+    parts = urlsplit(smtp_url)
+    host, port = parts.hostname or "localhost", parts.port or 25
+    try:
+        socket.create_connection((host, port), timeout=SMTP_PROBE_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        return dependency("smtp", "smtp", False, "unreachable",
+                          f"{host}:{port}: {error.strerror or type(error).__name__}")
+    return dependency("smtp", "smtp", True, "ok", f"{host}:{port}")
+
+
+def breaker_states() -> dict[str, str]:
+    """State of each channel's circuit breaker in this process (closed, open, half_open).
+
+    Read from the delivery's BreakerRegistry (utils/circuit_breaker.py); breakers exist once a
+    channel has been used, in the process that delivers alerts.
+    """
+    breakers = runtime().breakers
+    if breakers is None:
+        return {}
+    return {entry["name"]: entry["state"] for entry in breakers.snapshot()}
+
+
+def check_dependencies(settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    """One entry per dependency; never raises."""
+    entries = [check_database(), check_spool(settings.SPOOL_DIR), check_smtp(settings.SMTP_URL)]
+    for name, state in sorted(breaker_states().items()):
+        entries.append(dependency(name, "circuit_breaker", state == "closed", state, None))
+    status = "ok" if all(entry["healthy"] for entry in entries) else "degraded"
+    return {"status": status, "checked_at": now, "dependencies": entries}
+
+
+def service_health(settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    """ok; degraded while the error rate is high or a dependency is failing; down when
+    neither the database nor the spool can take a heartbeat."""
+    database = check_database()
+    spool = check_spool(settings.SPOOL_DIR)
+    error_rate = None
+    if database["healthy"]:
+        try:
+            error_rate = measure_error_rate(now, settings).as_dict()
+            db.session.rollback()
+        except Exception:
+            db.session.rollback()
+            log.warning("could not measure the error rate", exc_info=True)
+    if not database["healthy"] and not spool["healthy"]:
+        status = "down"
+    elif not database["healthy"] or not spool["healthy"] or (error_rate and error_rate["high"]):
+        status = "degraded"
+    else:
+        status = "ok"
+    return {"status": status, "checked_at": now, "database": database["state"],
+            "spool": spool["state"], "error_rate": error_rate}

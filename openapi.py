@@ -1,0 +1,265 @@
+"""The OpenAPI 3 document (/openapi.json), built with apispec from the schemas in schemas.py.
+
+Every route the app serves has one entry in OPERATIONS; adding a route means adding its entry
+(a test compares this table with the app's URL map). Paths use Flask's rule syntax and are
+converted here, with a path parameter for each `<name>`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any
+
+from apispec import APISpec
+from flask import Blueprint, jsonify, render_template
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema
+
+import schemas
+
+OPENAPI_VERSION = "3.0.3"
+API_VERSION = "1.0.0"
+
+ERROR_CODES = {
+    400: "MALFORMED_REQUEST: bad JSON or bad UUID syntax",
+    401: "UNAUTHORIZED: no valid API key",
+    403: "FORBIDDEN: the key is read-only, or the CSRF token is missing",
+    404: "Not found (code names what: APPLICATION_NOT_FOUND, ERROR_NOT_FOUND, ...)",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE: the body must be JSON",
+    422: "VALIDATION_ERROR: details maps each field to its messages",
+    429: "RATE_LIMITED (see Retry-After)",
+    500: "INTERNAL_ERROR",
+    503: "DATABASE_UNAVAILABLE or SERVICE_UNAVAILABLE (see Retry-After)",
+}
+# Every endpoint can answer these.
+COMMON_ERRORS = (405, 413, 429, 500, 503)
+API_ERRORS = (401, 403)
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One method on one path, with what it takes and what it answers."""
+
+    path: str
+    method: str
+    summary: str
+    tag: str
+    responses: dict[int, Any]
+    query: type[Schema] | None = None
+    body: type[Schema] | str | None = None
+    errors: tuple[int, ...] = ()
+    needs_key: bool = True
+    description: str = ""
+
+
+def _json(schema: type[Schema] | Schema, description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _media(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+HTML = _media("text/html", "An HTML page")
+REDIRECT = {"description": "Redirect (to the dashboard or the sign-in page)"}
+PING_OK = _media("text/plain", "`OK`: the heartbeat was recorded")
+
+OPERATIONS: list[Operation] = [
+    # Heartbeat API (§3).
+    *[Operation("/ping/<uuid>", method, "Report success", "heartbeats", {200: PING_OK},
+                body="text/plain", errors=(400, 404), needs_key=False)
+      for method in ("get", "post", "head")],
+    *[Operation("/ping/<uuid>/<signal>", method,
+                "Report start, fail, log, or an exit status (0-255)", "heartbeats",
+                {200: PING_OK}, body="text/plain", errors=(400, 404, 422), needs_key=False,
+                description="`signal` is `start`, `fail`, `log` or an exit status; "
+                            "`?rid=<uuid>` pairs a start with its end.")
+      for method in ("get", "post", "head")],
+    Operation("/api/v1/applications/<uuid>/heartbeats", "post", "Send a heartbeat as JSON",
+              "heartbeats", {202: _json(schemas.HeartbeatOutSchema, "Accepted")},
+              body=schemas.HeartbeatInSchema, errors=(400, 404, 415, 422), needs_key=False),
+    # Applications (§4).
+    Operation("/api/v1/applications", "get", "List applications", "applications",
+              {200: _json(schemas.ApplicationPageSchema)},
+              query=schemas.ApplicationListQuerySchema, errors=(422,)),
+    Operation("/api/v1/applications", "post", "Create an application", "applications",
+              {201: _json(schemas.ApplicationOutSchema, "Created")},
+              body=schemas.ApplicationInSchema, errors=(400, 409, 415, 422)),
+    Operation("/api/v1/applications/<uuid>", "get", "Get an application", "applications",
+              {200: _json(schemas.ApplicationOutSchema)}, errors=(400, 404)),
+    Operation("/api/v1/applications/<uuid>", "patch", "Change an application", "applications",
+              {200: _json(schemas.ApplicationOutSchema)}, body=schemas.ApplicationInSchema,
+              errors=(400, 404, 415, 422), description="Send any subset of the fields."),
+    Operation("/api/v1/applications/<uuid>", "delete", "Delete an application",
+              "applications", {204: {"description": "Deleted"}}, errors=(400, 404)),
+    Operation("/api/v1/applications/<uuid>/pause", "post", "Stop watching an application",
+              "applications", {200: _json(schemas.ApplicationOutSchema)}, errors=(400, 404)),
+    Operation("/api/v1/applications/<uuid>/resume", "post", "Watch an application again",
+              "applications", {200: _json(schemas.ApplicationOutSchema)}, errors=(400, 404)),
+    Operation("/api/v1/applications/<uuid>/heartbeats", "get",
+              "List an application's heartbeats, newest first", "applications",
+              {200: _json(schemas.HeartbeatPageSchema)}, query=schemas.PageQuerySchema,
+              errors=(400, 404, 422)),
+    Operation("/api/v1/applications/<uuid>/incidents", "get",
+              "List an application's incidents, newest first", "applications",
+              {200: _json(schemas.IncidentPageSchema)}, query=schemas.PageQuerySchema,
+              errors=(400, 404, 422)),
+    # Channels (§4).
+    Operation("/api/v1/channels", "get", "List channels", "channels",
+              {200: _json(schemas.ChannelListSchema)}),
+    Operation("/api/v1/channels", "post", "Create a channel", "channels",
+              {201: _json(schemas.ChannelOutSchema, "Created")}, body=schemas.ChannelInSchema,
+              errors=(400, 415, 422)),
+    Operation("/api/v1/channels/<int:channel_id>", "get", "Get a channel", "channels",
+              {200: _json(schemas.ChannelOutSchema)}, errors=(404,)),
+    Operation("/api/v1/channels/<int:channel_id>", "patch", "Change a channel", "channels",
+              {200: _json(schemas.ChannelOutSchema)}, body=schemas.ChannelInSchema,
+              errors=(400, 404, 415, 422), description="Send any subset of the fields."),
+    Operation("/api/v1/channels/<int:channel_id>", "delete", "Delete a channel", "channels",
+              {204: {"description": "Deleted"}}, errors=(404,)),
+    Operation("/api/v1/channels/<int:channel_id>/test", "post",
+              "Send a test alert and report the outcome", "channels",
+              {200: _json(schemas.ChannelTestResultSchema)}, errors=(404,)),
+    # Alerts (§4).
+    Operation("/api/v1/alerts", "get", "List alerts", "alerts",
+              {200: _json(schemas.AlertPageSchema)}, query=schemas.AlertListQuerySchema,
+              errors=(422,)),
+    Operation("/api/v1/alerts/<int:alert_id>", "get", "Get an alert with its delivery attempts",
+              "alerts", {200: _json(schemas.AlertDetailSchema)}, errors=(404,)),
+    Operation("/api/v1/alerts/<int:alert_id>/retry", "post", "Re-queue a dead alert", "alerts",
+              {200: _json(schemas.AlertOutSchema)}, errors=(404, 409)),
+    # The error log (§4).
+    Operation("/api/v1/errors", "get", "List error records, newest first (or export CSV)",
+              "errors", {200: {"description": "A page of records, or CSV with ?format=csv",
+                               "content": {"application/json": {
+                                   "schema": schemas.ErrorLogPageSchema},
+                                   "text/csv": {"schema": {"type": "string"}}}}},
+              query=schemas.ErrorListQuerySchema, errors=(422,),
+              description="`since`/`until` select records that occurred within the range."),
+    Operation("/api/v1/errors/stats", "get", "Error totals and the current error rate",
+              "errors", {200: _json(schemas.ErrorStatsSchema)}),
+    Operation("/api/v1/errors/<int:error_id>", "get", "Get an error record with its trace",
+              "errors", {200: _json(schemas.ErrorLogDetailSchema)}, errors=(404,)),
+    Operation("/api/v1/errors/<int:error_id>/resolve", "post", "Mark an error resolved",
+              "errors", {200: _json(schemas.ErrorLogDetailSchema)}, errors=(404,)),
+    # Watching itself (§6.7).
+    Operation("/health", "get", "Liveness and summary", "service",
+              {200: _json(schemas.HealthSchema, "ok or degraded"),
+               503: _json(schemas.HealthSchema, "down")}, needs_key=False),
+    Operation("/health/dependencies", "get", "Health of each dependency", "service",
+              {200: _json(schemas.DependenciesSchema)}, needs_key=False),
+    Operation("/metrics", "get", "Prometheus metrics", "service",
+              {200: _media("text/plain", "Prometheus text exposition")}, needs_key=False),
+    Operation("/openapi.json", "get", "This document", "service",
+              {200: {"description": "OpenAPI 3 document",
+                     "content": {"application/json": {"schema": {"type": "object"}}}}},
+              needs_key=False),
+    Operation("/docs", "get", "API documentation page", "service", {200: HTML},
+              needs_key=False),
+    # Dashboard (§6.7): HTML, signed in with an API key (session cookie, CSRF token).
+    Operation("/", "get", "Dashboard", "dashboard", {200: HTML, 302: REDIRECT},
+              needs_key=False),
+    Operation("/login", "get", "Sign-in form", "dashboard", {200: HTML}, needs_key=False),
+    Operation("/login", "post", "Sign in with an API key", "dashboard",
+              {302: REDIRECT, 200: HTML}, body="application/x-www-form-urlencoded",
+              errors=(403,), needs_key=False,
+              description="Form fields `api_key` and `csrf_token`."),
+    Operation("/logout", "post", "Sign out", "dashboard", {302: REDIRECT},
+              body="application/x-www-form-urlencoded", errors=(403,), needs_key=False,
+              description="Form field `csrf_token`."),
+]
+
+_RULE_PARAMETER = re.compile(r"<(?:(?P<converter>[a-z]+):)?(?P<name>\w+)>")
+
+
+def openapi_path(rule: str) -> str:
+    """Flask rule syntax to OpenAPI: /errors/<int:error_id> -> /errors/{error_id}."""
+    return _RULE_PARAMETER.sub(lambda match: "{" + match["name"] + "}", rule)
+
+
+def _path_parameters(rule: str) -> list[dict[str, Any]]:
+    parameters = []
+    for match in _RULE_PARAMETER.finditer(rule):
+        schema = {"type": "integer"} if match["converter"] == "int" else {"type": "string"}
+        if match["name"] == "uuid":
+            schema["format"] = "uuid"
+        parameters.append({"in": "path", "name": match["name"], "required": True,
+                           "schema": schema})
+    return parameters
+
+
+def _operation_spec(operation: Operation) -> dict[str, Any]:
+    spec: dict[str, Any] = {"summary": operation.summary, "tags": [operation.tag],
+                            "parameters": _path_parameters(operation.path)}
+    if operation.description:
+        spec["description"] = operation.description
+    if operation.query is not None:
+        spec["parameters"].append({"in": "query", "schema": operation.query})
+    if isinstance(operation.body, str):
+        spec["requestBody"] = {"required": False, "content": {
+            operation.body: {"schema": {"type": "string"}}}}
+    elif operation.body is not None:
+        spec["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": operation.body}}}
+    responses = {str(status): response for status, response in operation.responses.items()}
+    errors = set(operation.errors) | set(COMMON_ERRORS)
+    if operation.needs_key:
+        errors |= set(API_ERRORS)
+        spec["security"] = [{"bearer": []}, {"apiKey": []}]
+    for status in sorted(errors):
+        responses.setdefault(str(status), _json(schemas.ErrorEnvelopeSchema,
+                                                ERROR_CODES[status]))
+    spec["responses"] = responses
+    return spec
+
+
+def build_openapi(title: str = "Heartbeat Monitor") -> dict[str, Any]:
+    """The OpenAPI document of every operation in OPERATIONS."""
+    spec = APISpec(title=title, version=API_VERSION, openapi_version=OPENAPI_VERSION,
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Watches cron jobs and services through heartbeats. "
+                                        "Every error is the envelope `ErrorEnvelope`."})
+    spec.components.schema("ErrorEnvelope", schema=schemas.ErrorEnvelopeSchema)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header",
+                                                "name": "X-Api-Key"})
+    by_path: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        by_path.setdefault(operation.path, {})[operation.method] = _operation_spec(operation)
+    for rule, operations in by_path.items():
+        spec.path(path=openapi_path(rule), operations=operations)
+    return spec.to_dict()
+
+
+docs_bp = Blueprint("docs", __name__)
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The document, built once per process (it depends only on code)."""
+    return build_openapi()
+
+
+@docs_bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(openapi_document())
+
+
+@docs_bp.get("/docs")
+def docs_page():
+    document = openapi_document()
+    return render_template("docs.html", document=document,
+                           operations=list(_listed_operations(document)))
+
+
+def _listed_operations(document: dict[str, Any]):
+    """(tag, method, path, operation) in table order, for the docs page."""
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method != "head":
+                yield operation["tags"][0], method.upper(), path, operation
