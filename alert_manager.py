@@ -37,6 +37,7 @@ from utils.circuit_breaker import STATE_OPEN, BreakerRegistry, TransientError
 from utils.clock import utc_iso
 from utils.pagination import decode_cursor, encode_cursor
 from utils.retry import backoff_seconds
+from utils.ssrf_guard import ForbiddenTarget, guarded_session
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class Senders:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = guarded_session(self.settings.ALLOW_PRIVATE_WEBHOOK_TARGETS)
             session.headers["User-Agent"] = USER_AGENT
             self._local.session = session
         return session
@@ -148,6 +149,8 @@ class Senders:
             response = self._session().post(channel.url, data=body, headers=headers,
                                              timeout=(min(timeout, 5.0), timeout),
                                              allow_redirects=False)
+        except ForbiddenTarget as error:
+            raise PermanentDeliveryError(f"refused: {error}") from error
         except requests.Timeout as error:
             raise TransientError(f"timed out after {timeout:g} s") from error
         except requests.RequestException as error:

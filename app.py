@@ -19,14 +19,16 @@ from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
 from heartbeat_monitor import Monitor, close_outage_gap, record_alive
 from ingest import HeartbeatWriter, replay_spools
-from monitoring.error_rate import check_error_rate
+from monitoring.error_rate import RequestCounter, check_error_rate
 from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
 from monitoring.sentry import init_sentry
 from monitoring.views import errors_bp, monitoring_bp
 from openapi import docs_bp
+from rate_limits import init_rate_limits
 from routes import api_bp, ping_bp
+from security import install_security
 from spool import Spool
 from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
@@ -77,6 +79,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard_bp)
     _install_request_hooks(app)
     instrument_requests(app)
+    install_security(app, settings.TRUSTED_PROXY_COUNT)
+    init_rate_limits(app, settings)
 
     runtime.breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
                                        settings.BREAKER_RECOVERY_SECONDS, clock)
@@ -86,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime.error_spool = Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES)
     runtime.writer = HeartbeatWriter(app, runtime.heartbeat_spool, runtime.db_breaker,
                                      settings.INGEST_TIMEOUT_SECONDS)
+    runtime.request_counter = RequestCounter(app)
     runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
     runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
                               before_judging=[replay_spools, close_outage_gap],

@@ -13,6 +13,7 @@ from database import db
 from exceptions import ChannelNotFound, ValidationFailed
 from models import Channel, new_uuid
 from utils.circuit_breaker import TransientError
+from utils.ssrf_guard import ForbiddenTarget, check_webhook_url
 
 
 def get_channel(channel_id: int) -> Channel:
@@ -29,6 +30,14 @@ def list_channels() -> list[Channel]:
 def _check_complete(channel: Channel) -> None:
     if channel.kind in ("webhook", "slack") and not channel.url:
         raise ValidationFailed({"url": [f"A {channel.kind} channel needs a url."]})
+    if channel.kind in ("webhook", "slack") and \
+            not runtime().settings.ALLOW_PRIVATE_WEBHOOK_TARGETS:
+        try:
+            check_webhook_url(channel.url)
+        except ForbiddenTarget as refused:
+            raise ValidationFailed({"url": [f"Refused: {refused}. Alerts only go to public "
+                                            "addresses unless ALLOW_PRIVATE_WEBHOOK_TARGETS "
+                                            "is set."]})
     if channel.kind == "email" and not channel.addresses:
         raise ValidationFailed({"addresses": ["An email channel needs at least one address."]})
 

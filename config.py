@@ -38,10 +38,13 @@ class Settings:
     ALERT_CONCURRENCY_PER_KIND: int = 8
     ALERT_CONCURRENCY_PER_CHANNEL: int = 2
     PING_RATE_LIMIT: str = "60/minute"
-    API_RATE_LIMIT: str = "600/minute"
+    PING_CLIENT_RATE_LIMIT: str = "6000/minute"
+    API_RATE_LIMIT: str = "1200/minute"
+    LOGIN_RATE_LIMIT: str = "10/minute"
     RATE_LIMIT_STORAGE_URL: str = "memory://"
     MAX_BODY_BYTES: int = 1024 * 1024
     ALLOW_PRIVATE_WEBHOOK_TARGETS: bool = False
+    TRUSTED_PROXY_COUNT: int = 0
     PUBLIC_BASE_URL: str = ""
     DB_CONNECT_TIMEOUT_SECONDS: int = 2
     DB_IO_TIMEOUT_SECONDS: float = 3.0
@@ -131,9 +134,19 @@ class Runtime:
     heartbeat_spool: Any = None
     error_spool: Any = None
     writer: Any = None
+    request_counter: Any = None
     deliverer: Any = None
     monitor: Any = None
     background: Any = None
+
+    def shutdown(self) -> None:
+        """Stop this instance's threads: monitor and delivery, then the writers."""
+        if self.background is not None:
+            self.background.stop()
+        if self.writer is not None:
+            self.writer.stop()
+        if self.request_counter is not None:
+            self.request_counter.stop()
 
 
 def runtime() -> Runtime:

@@ -19,7 +19,7 @@ from config import Settings, runtime
 from database import db
 from exceptions import Forbidden, Unauthorized
 from models import Alert, ApiKey, Application, ErrorLog, Incident
-from monitoring.error_rate import measure_error_rate
+from monitoring.error_rate import current_error_rate
 from monitoring.health import check_dependencies
 from monitoring.scrubbing import scrub_text
 
@@ -78,7 +78,7 @@ def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
         "alerts": alerts,
         "alert_errors": {alert.id: scrub_text(alert.last_error or "") for alert in alerts},
         "errors": errors,
-        "error_rate": measure_error_rate(now, settings),
+        "error_rate": current_error_rate(now, settings),
         "dependencies": check_dependencies(settings, now),
     }
 

@@ -6,6 +6,7 @@ import logging
 from flask import Flask, Response, current_app, jsonify
 from marshmallow import ValidationError
 from sqlalchemy import exc as sa_exc
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 import exceptions as errors
@@ -13,6 +14,7 @@ from config import runtime
 from database import is_connection_error
 from monitoring.error_tracking import record_error
 from monitoring.sentry import report_exception
+from rate_limits import retry_after_seconds
 from utils.clock import utc_iso
 from utils.request_id import current_request_id
 
@@ -68,9 +70,9 @@ def handle_http_exception(error: HTTPException) -> Response:
         app_error.status = status
     else:
         app_error = error_class(_http_details(error, status))
-    retry_after = getattr(error, "retry_after", None)
-    if status == 429 and retry_after:
-        app_error.retry_after_seconds = int(retry_after)
+    if isinstance(error, RateLimitExceeded):
+        app_error = errors.RateLimited(f"Limit: {error.description}.")
+        app_error.retry_after_seconds = retry_after_seconds()
     response = handle_app_error(app_error)
     for name, value in error.get_headers():
         if name.lower() == "allow":

@@ -9,6 +9,7 @@ received, so a heartbeat both committed late and spooled is stored once on repla
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as dt
 import logging
@@ -68,6 +69,7 @@ class HeartbeatWriter:
                     self._thread = threading.Thread(target=self._run, name="hbmon-ingest",
                                                     daemon=True)
                     self._thread.start()
+                    atexit.register(self.stop)  # commit what is queued before the process ends
 
     def accept(self, application_uuid: str, signal: Signal) -> Accepted:
         """Store the heartbeat durably, in the database or the spool; 404 for unknown UUIDs."""

@@ -13,7 +13,6 @@ import fcntl
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +33,6 @@ class Spool:
         self.stream = stream
         self.path = self.directory / f"{stream}.jsonl"
         self.max_bytes = max_bytes
-        self._replay_lock = threading.Lock()
 
     def _ensure_directory(self) -> None:
         if not self.directory.is_dir():
@@ -88,16 +86,21 @@ class Spool:
         `handle_batch` must be idempotent (a crash after it ran and before the file is
         deleted replays the file again). If it raises, the file stays for the next replay.
         """
-        if not self._replay_lock.acquire(blocking=False):
-            return 0
+        self._ensure_directory()
+        lock_fd = os.open(self.directory / f"{self.stream}.replay-lock", os.O_RDWR | os.O_CREAT,
+                          0o600)
         try:
+            try:  # one replayer at a time on this host, across processes and threads
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
             self._claim_current_file()
             handled = 0
             for path in sorted(self.directory.glob(f"{self.stream}.*.replaying")):
                 handled += self._replay_file(path, handle_batch, batch_size)
             return handled
         finally:
-            self._replay_lock.release()
+            os.close(lock_fd)
 
     def _claim_current_file(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:

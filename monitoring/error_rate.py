@@ -1,17 +1,21 @@
 """The service's own error rate: requests and 5xx answers over a sliding window, and its alert.
 
-Every serving process adds to its own row of `request_counts` per time bucket (one upsert per
-request, no contention between workers); the rate sums the buckets of the window, so every
-worker, every instance and the monitor see the same numbers.
+Every serving process counts its requests in memory and adds them to its own row of
+`request_counts` per time bucket every FLUSH_SECONDS (and before it measures): no database
+work on the request path, no contention between workers. The rate sums the buckets of the
+window, so every worker, every instance and the monitor see the same numbers.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as dt
 import logging
 import os
 import socket
+import threading
 
+from flask import Flask
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -64,17 +68,85 @@ def process_source() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
 
-def count_request(now: dt.datetime, is_error: bool) -> None:
-    """Add one request (and one error if it was a 5xx) to this process's current bucket."""
+class RequestCounter:
+    """This process's request and error counts per bucket, not yet written to the database."""
+
+    FLUSH_SECONDS = 2.0
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._pending: dict[dt.datetime, list[int]] = {}
+        self._lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def count(self, now: dt.datetime, is_error: bool) -> None:
+        """Add one request (and one error if it was a 5xx); costs a dict update, no I/O."""
+        bucket = bucket_start(now)
+        with self._lock:
+            counts = self._pending.setdefault(bucket, [0, 0])
+            counts[0] += 1
+            counts[1] += is_error
+        if self._flusher is None:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher is not None or self._stopped.is_set():
+                return
+            self._flusher = threading.Thread(target=self._flush_forever, name="hbmon-requests",
+                                             daemon=True)
+            self._flusher.start()
+        atexit.register(self.stop)
+
+    def _flush_forever(self) -> None:
+        while not self._stopped.wait(self.FLUSH_SECONDS):
+            with self.app.app_context():
+                self.flush()
+
+    def stop(self) -> None:
+        """Stop the flusher and write what is pending (best effort: counts are not data)."""
+        self._stopped.set()
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join(5.0)
+        with self.app.app_context():
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending counts; on failure keep them for the next flush. Never raises."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            _add_counts(pending)
+        except Exception:  # the database may be down; the counts wait
+            log.debug("could not write request counts", exc_info=True)
+            with self._lock:
+                for bucket, (requests, errors) in pending.items():
+                    counts = self._pending.setdefault(bucket, [0, 0])
+                    counts[0] += requests
+                    counts[1] += errors
+
+
+def _add_counts(pending: dict[dt.datetime, list[int]]) -> None:
     module = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    errors = 1 if is_error else 0
-    statement = module.insert(RequestCount).values(
-        bucket_start=bucket_start(now), source=process_source(), requests=1, errors=errors)
-    statement = statement.on_conflict_do_update(
-        index_elements=["bucket_start", "source"],
-        set_={"requests": RequestCount.requests + 1, "errors": RequestCount.errors + errors})
+    source = process_source()
     with db.engine.begin() as connection:
-        connection.execute(statement)
+        for bucket, (requests, errors) in sorted(pending.items()):
+            statement = module.insert(RequestCount).values(
+                bucket_start=bucket, source=source, requests=requests, errors=errors)
+            connection.execute(statement.on_conflict_do_update(
+                index_elements=["bucket_start", "source"],
+                set_={"requests": RequestCount.requests + requests,
+                      "errors": RequestCount.errors + errors}))
+
+
+def current_error_rate(now: dt.datetime, settings: Settings | None = None) -> ErrorRate:
+    """The error rate including this process's counts not yet flushed."""
+    runtime().request_counter.flush()
+    return measure_error_rate(now, settings)
 
 
 def measure_error_rate(now: dt.datetime, settings: Settings | None = None) -> ErrorRate:
@@ -103,6 +175,7 @@ def check_error_rate(now: dt.datetime) -> list[Alert]:
     from alert_manager import enqueue_alert  # noqa: PLC0415 (breaks the import cycle)
 
     settings = runtime().settings
+    runtime().request_counter.flush()  # before this transaction takes any write lock
     prune_request_counts(now, settings)
     measured = measure_error_rate(now, settings)
     db.session.commit()

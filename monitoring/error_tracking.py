@@ -18,7 +18,7 @@ from database import db
 from exceptions import ErrorNotFound, ValidationFailed
 from models import ErrorLog
 from monitoring import metrics
-from monitoring.error_rate import measure_error_rate
+from monitoring.error_rate import current_error_rate
 from utils.clock import utc_iso
 from utils.pagination import decode_cursor, encode_cursor
 from utils.request_id import current_request_id
@@ -87,16 +87,18 @@ def record_error(error: BaseException, status_code: int) -> None:
     except Exception:
         log.warning("could not describe error", exc_info=True)
         return
-    try:
-        store_error(record, now)
-        metrics.ERRORS_LOGGED.labels(error_type=record["error_type"]).inc()
-    except Exception as store_failure:  # the database may be the thing that is down
-        log.warning("error log unavailable (%s); spooling the record",
-                    type(store_failure).__name__)
+    metrics.ERRORS_LOGGED.labels(error_type=record["error_type"]).inc()
+    if runtime().db_breaker.state == "closed":
         try:
-            runtime().error_spool.append({**record, "seen_at": now.isoformat()})
-        except Exception:
-            log.warning("could not spool error record", exc_info=True)
+            store_error(record, now)
+            return
+        except Exception as store_failure:  # the database may be the thing that is down
+            log.warning("error log unavailable (%s); spooling the record",
+                        type(store_failure).__name__)
+    try:
+        runtime().error_spool.append({**record, "seen_at": now.isoformat()})
+    except Exception:
+        log.warning("could not spool error record", exc_info=True)
 
 
 def replay_error_records(records: list[dict[str, Any]]) -> None:
@@ -179,7 +181,7 @@ def error_stats(now: dt.datetime) -> dict[str, Any]:
         "unresolved": unresolved,
         "last_24h": last_24h,
         "by_type": {error_type: count for error_type, count in by_type},
-        "error_rate": measure_error_rate(now).as_dict(),
+        "error_rate": current_error_rate(now).as_dict(),
         "generated_at": now,
     }
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from config import Settings, runtime
 from database import db
-from monitoring.error_rate import measure_error_rate
+from monitoring.error_rate import current_error_rate
 
 log = logging.getLogger(__name__)
 
@@ -22,31 +22,44 @@ SMTP_PROBE_TIMEOUT_SECONDS = 1.0
 
 
 def dependency(name: str, kind: str, healthy: bool, state: str,
-               detail: str | None = None) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "healthy": healthy, "state": state, "detail": detail}
+               detail: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "healthy": healthy, "state": state, "detail": detail,
+            **extra}
 
 
 def check_database() -> dict[str, Any]:
+    breaker = runtime().db_breaker
+    if breaker.state == "open":  # known down: answer now rather than wait on it again
+        return dependency("database", "database", False, "unavailable",
+                          f"unreachable; next try in {max(breaker.open_remaining, 0):.1f} s")
     started = time.perf_counter()
     try:
         db.session.execute(text("SELECT 1"))
         db.session.rollback()
     except Exception as error:  # any failure means unreachable, for a health report
         db.session.rollback()
+        breaker.record_failure(error)
         return dependency("database", "database", False, "unavailable", type(error).__name__)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    return dependency("database", "database", True, "ok", f"answered in {elapsed_ms:.1f} ms")
+    return dependency("database", "database", True, "ok", f"answered in {elapsed_ms:.1f} ms",
+                      latency_ms=round(elapsed_ms, 2))
 
 
 def check_spool(spool_dir: str) -> dict[str, Any]:
     """The spool is healthy when a file can be created in it (heartbeats can be kept)."""
+    state = runtime()
+    depth = {"heartbeats_bytes": state.heartbeat_spool.depth_bytes(),
+             "errors_bytes": state.error_spool.depth_bytes()}
     try:
         os.makedirs(spool_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=spool_dir):
             pass
     except OSError as error:
-        return dependency("spool", "spool", False, "unwritable", error.strerror)
-    return dependency("spool", "spool", True, "ok", None)
+        return dependency("spool", "spool", False, "unwritable", error.strerror, depth=depth)
+    waiting = sum(depth.values())
+    return dependency("spool", "spool", True, "replay_pending" if waiting else "empty",
+                      f"{waiting} bytes waiting for the database" if waiting else None,
+                      depth=depth)
 
 
 def check_smtp(smtp_url: str) -> dict[str, Any]:
@@ -78,8 +91,13 @@ def breaker_states() -> dict[str, str]:
 def check_dependencies(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """One entry per dependency; never raises."""
     entries = [check_database(), check_spool(settings.SPOOL_DIR), check_smtp(settings.SMTP_URL)]
-    for name, state in sorted(breaker_states().items()):
-        entries.append(dependency(name, "circuit_breaker", state == "closed", state, None))
+    breakers = runtime().breakers
+    for entry in breakers.snapshot() if breakers is not None else []:
+        opened_at = entry["opened_at"]
+        entries.append(dependency(
+            entry["name"], "circuit_breaker", entry["state"] == "closed", entry["state"],
+            f"{entry['failure_count']} consecutive failures", failure_count=entry["failure_count"],
+            opened_at=opened_at.isoformat().replace("+00:00", "Z") if opened_at else None))
     status = "ok" if all(entry["healthy"] for entry in entries) else "degraded"
     return {"status": status, "checked_at": now, "dependencies": entries}
 
@@ -92,16 +110,21 @@ def service_health(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     error_rate = None
     if database["healthy"]:
         try:
-            error_rate = measure_error_rate(now, settings).as_dict()
+            error_rate = current_error_rate(now, settings).as_dict()
             db.session.rollback()
         except Exception:
             db.session.rollback()
             log.warning("could not measure the error rate", exc_info=True)
+    reasons = []
+    if not database["healthy"]:
+        reasons.append("database unavailable: heartbeats go to the local spool")
+    if not spool["healthy"]:
+        reasons.append("spool not writable")
+    if error_rate and error_rate["high"]:
+        reasons.append("error rate above threshold")
     if not database["healthy"] and not spool["healthy"]:
         status = "down"
-    elif not database["healthy"] or not spool["healthy"] or (error_rate and error_rate["high"]):
-        status = "degraded"
     else:
-        status = "ok"
-    return {"status": status, "checked_at": now, "database": database["state"],
-            "spool": spool["state"], "error_rate": error_rate}
+        status = "degraded" if reasons else "ok"
+    return {"status": status, "reasons": reasons, "checked_at": now,
+            "database": database["state"], "spool": spool["state"], "error_rate": error_rate}

@@ -7,7 +7,6 @@ from flask import Flask, Response, request
 
 from config import runtime
 from monitoring import metrics
-from monitoring.error_rate import count_request
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +25,6 @@ def instrument_requests(app: Flask) -> None:
         metrics.HTTP_REQUESTS.labels(method=request.method, route=route,
                                      status=str(response.status_code)).inc()
         if request.endpoint not in NOT_COUNTED_FOR_ERROR_RATE:
-            try:
-                count_request(runtime().clock.now(), response.status_code >= 500)
-            except Exception:  # the database may be down; the answer must still go out
-                log.debug("could not count the request for the error rate", exc_info=True)
+            state = runtime()
+            state.request_counter.count(state.clock.now(), response.status_code >= 500)
         return response

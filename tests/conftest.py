@@ -17,6 +17,15 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The suite's alert sinks listen on loopback and its clients ping far faster than a cron job:
+# the defaults for this process and every server and monitor it starts. The security tests
+# (test_security.py) put the real limits and the webhook guard back.
+TEST_ENVIRONMENT = {"ALLOW_PRIVATE_WEBHOOK_TARGETS": "1", "PING_RATE_LIMIT": "1000000/minute",
+                    "PING_CLIENT_RATE_LIMIT": "1000000/minute",
+                    "API_RATE_LIMIT": "1000000/minute", "LOGIN_RATE_LIMIT": "1000/minute"}
+for _name, _value in TEST_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
+
 from app import create_app  # noqa: E402
 from auth import create_api_key  # noqa: E402
 from database import db  # noqa: E402
@@ -136,6 +145,7 @@ def app_config(database_url, clock, tmp_path) -> dict:
 def app(app_config):
     application = create_app(app_config)
     yield application
+    application.extensions["hbmon"].shutdown()
     with application.app_context():
         db.session.remove()
         db.engine.dispose()

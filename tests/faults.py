@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -140,6 +141,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def log_tail(log, size: int = 3000) -> str:
+    """The end of a subprocess's log file."""
+    log.seek(0)
+    return log.read().decode(errors="replace")[-size:]
+
+
 class ServerProcess:
     """The app served by gunicorn in a subprocess, as in production."""
 
@@ -152,14 +159,16 @@ class ServerProcess:
                         "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "20",
                         "app:create_app()"]
         self.process: subprocess.Popen | None = None
+        # A file, not a pipe: a pipe nobody reads would block a process that logs a lot.
+        self.log = tempfile.TemporaryFile()
 
     def start(self, timeout_seconds: float = 30) -> "ServerProcess":
         self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                        stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(self.process.stderr.read().decode()[-3000:])
+                raise RuntimeError(self.stderr_tail())
             try:
                 requests.get(self.url + "/ping/not-a-uuid", timeout=1)
                 return self
@@ -174,9 +183,7 @@ class ServerProcess:
         return self.process.wait(timeout_seconds)
 
     def stderr_tail(self) -> str:
-        if self.process is None or self.process.poll() is None:
-            return ""
-        return self.process.stderr.read().decode(errors="replace")[-3000:]
+        return log_tail(self.log)
 
 
 class MonitorProcess:
@@ -185,12 +192,16 @@ class MonitorProcess:
     def __init__(self, env: dict[str, str]):
         self.env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING", **env}
         self.process: subprocess.Popen | None = None
+        self.log = tempfile.TemporaryFile()
 
     def start(self) -> "MonitorProcess":
         self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitor"],
                                         cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=self.log)
         return self
+
+    def stderr_tail(self) -> str:
+        return log_tail(self.log)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

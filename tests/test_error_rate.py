@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app import create_app
 from database import db
 from models import Alert, RequestCount
-from monitoring.error_rate import check_error_rate, measure_error_rate
+from monitoring.error_rate import check_error_rate, current_error_rate, measure_error_rate
 from tests.conftest import Client, LiveServer
 from tests.factories import add_request_counts, make_channel
 
@@ -49,7 +49,7 @@ def test_served_requests_and_5xx_are_counted_in_the_window(app, failing_server, 
     assert client.get("/no/such/page").status_code == 404
     assert client.get("/health").status_code == 200  # probes are not traffic
     with app.app_context():
-        measured = measure_error_rate(clock.now())
+        measured = current_error_rate(clock.now())
     assert (measured.requests, measured.errors) == (4, 3)
     assert measured.rate == 0.75
 

@@ -48,9 +48,11 @@ def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_datab
     env = {**os.environ, "DATABASE_URL": url, "CLOCK_FILE": str(clock_file),
            "MONITOR_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
            "SPOOL_DIR": str(tmp_path / "spool")}
+    # Logs go to files: a pipe nobody reads until the end would block a chatty process.
+    logs = [tmp_path / f"monitor-{n}.log" for n in range(3)]
     monitors = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitor"],
                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE) for _ in range(3)]
+                                 stderr=log.open("wb")) for log in logs]
     try:
         deadline = time.monotonic() + 60
         while len(sink.received) < APPLICATIONS and time.monotonic() < deadline:
@@ -61,8 +63,9 @@ def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_datab
             process.send_signal(signal.SIGTERM)
         exit_codes = [process.wait(30) for process in monitors]
 
-    assert exit_codes == [0, 0, 0], [p.stderr.read().decode()[-2000:] for p in monitors]
+    tails = [log.read_text()[-3000:] for log in logs]
+    assert exit_codes == [0, 0, 0], tails
     per_application = collections.Counter(r["json"]["application"]["uuid"] for r in sink.received)
-    assert per_application == {uuid: 1 for uuid in uuids}
+    assert per_application == {uuid: 1 for uuid in uuids}, tails
     assert len(set(sink.alert_ids())) == APPLICATIONS == len(sink.received)
     assert {r["json"]["event"] for r in sink.received} == {"application.down"}

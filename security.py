@@ -1,0 +1,36 @@
+"""Response hardening (§7): security headers on every answer, client addresses behind proxies.
+
+Rate limits live in rate_limits.py, webhook target checks in utils/ssrf_guard.py, the dashboard's
+CSRF tokens in dashboard.py and API keys in auth.py.
+"""
+from __future__ import annotations
+
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+# The dashboard and docs pages use one inline stylesheet and no script at all.
+HTML_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def add_security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    is_html = response.mimetype == "text/html"
+    headers.setdefault("Content-Security-Policy", HTML_POLICY if is_html else API_POLICY)
+    if is_html:
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def install_security(app: Flask, trusted_proxy_count: int) -> None:
+    """Security headers on every response; with N trusted proxies in front, the client address
+    is taken from the N-th X-Forwarded-For entry from the right (never from a client's claim)."""
+    app.after_request(add_security_headers)
+    if trusted_proxy_count > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxy_count,
+                                x_proto=trusted_proxy_count)

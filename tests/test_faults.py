@@ -1,0 +1,305 @@
+"""Fault injection against a real server: the database cut, a failing sink, a killed monitor,
+a stopped service. What a user would check: nothing lost, nothing doubled, every error the
+envelope, recovery in seconds, no false alarm."""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import threading
+import time
+
+import pytest
+import requests
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from database import db
+from models import Alert, Heartbeat
+from tests.conftest import TEST_DATABASE_URL, make_key, migrate
+from tests.faults import ChaosProxy, ClockFile, MonitorProcess, ServerProcess
+from tests.helpers import ENVELOPE_KEYS, assert_no_leak
+from utils.clock import ManualClock
+
+pytestmark = pytest.mark.slow
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class Fixture:
+    """A migrated PostgreSQL database with a key, and an in-process app to inspect it."""
+
+    def __init__(self, url: str, tmp_path):
+        self.url = url
+        self.tmp_path = tmp_path
+        migrate(url)
+        self.app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False,
+                               "LOG_FORMAT": "text", "CLOCK": ManualClock(T0),
+                               "SPOOL_DIR": str(tmp_path / "inspect-spool")})
+        self.key = make_key(self.app)
+
+    def env(self, **extra) -> dict[str, str]:
+        (self.tmp_path / "prometheus").mkdir(exist_ok=True)
+        return {"SPOOL_DIR": str(self.tmp_path / "spool"),
+                "PROMETHEUS_MULTIPROC_DIR": str(self.tmp_path / "prometheus"),
+                "DATABASE_URL": self.url, **extra}
+
+    def count(self, statement):
+        with self.app.app_context():
+            value = db.session.execute(statement).scalar()
+            db.session.remove()
+        return value
+
+    def close(self):
+        with self.app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def fixture(postgres_databases, tmp_path):
+    environment = Fixture(postgres_databases.create(), tmp_path)
+    yield environment
+    environment.close()
+
+
+def _through(proxy: ChaosProxy, url: str) -> str:
+    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False)
+
+
+def _api(base: str, key: str) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    session.base = base
+    return session
+
+
+def test_database_cut_loses_no_heartbeat_and_recovers_quickly(fixture):
+    target = make_url(TEST_DATABASE_URL)
+    proxy = ChaosProxy(target.host or "127.0.0.1", target.port or 5432)
+    server = ServerProcess(fixture.env(DATABASE_URL=_through(proxy, fixture.url),
+                                       MONITOR_INTERVAL_SECONDS="0.5"), workers=2).start()
+    try:
+        api = _api(server.url, fixture.key)
+        uuids = [api.post(server.url + "/api/v1/applications",
+                          json={"name": f"job-{n}", "period_seconds": 3600}).json()["uuid"]
+                 for n in range(4)]
+        accepted, errors, latencies = [], [], []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client(number: int):
+            session, sent = requests.Session(), 0
+            while not stop.is_set():
+                message = f"client{number}-beat{sent}"
+                sent += 1
+                started = time.monotonic()
+                try:
+                    if sent % 2:
+                        response = session.post(f"{server.url}/ping/{uuids[number]}",
+                                                data=message, timeout=10)
+                    else:
+                        response = session.post(
+                            f"{server.url}/api/v1/applications/{uuids[number]}/heartbeats",
+                            json={"message": message}, timeout=10)
+                except requests.RequestException as error:
+                    with lock:
+                        errors.append(("transport", repr(error)))
+                    continue
+                with lock:
+                    latencies.append(time.monotonic() - started)
+                    if response.status_code in (200, 202):
+                        accepted.append(message)
+                    else:
+                        errors.append((response.status_code, response.text))
+                time.sleep(0.02)
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for thread in clients:
+            thread.start()
+        time.sleep(2)
+        proxy.cut()
+        cut_at = time.monotonic()
+        management_during_cut, health_during_cut = [], []
+        while time.monotonic() - cut_at < 10:
+            started = time.monotonic()
+            response = api.get(server.url + "/api/v1/applications", timeout=10)
+            management_during_cut.append((response, time.monotonic() - started))
+            started = time.monotonic()
+            health = requests.get(server.url + "/health/dependencies", timeout=10)
+            summary = requests.get(server.url + "/health", timeout=10)
+            health_during_cut.append((health, summary, time.monotonic() - started))
+            time.sleep(0.4)
+        proxy.restore()
+        restored_at = time.monotonic()
+        recovery_seconds = None
+        while time.monotonic() - restored_at < 30:
+            if api.get(server.url + "/api/v1/applications", timeout=10).status_code == 200:
+                recovery_seconds = time.monotonic() - restored_at
+                break
+            time.sleep(0.05)
+        time.sleep(2)
+        stop.set()
+        for thread in clients:
+            thread.join()
+
+        # Everything answered 200/202 ends up stored, exactly once, once the spool is replayed.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and \
+                fixture.count(select(func.count(Heartbeat.id))) < len(accepted):
+            time.sleep(0.2)
+    finally:
+        exit_code = server.stop()
+        proxy.close()
+
+    with fixture.app.app_context():
+        stored = db.session.execute(select(Heartbeat.message)).scalars().all()
+    duplicates = [m for m, n in collections.Counter(stored).items() if n > 1]
+    print(f"\naccepted {len(accepted)}, stored {len(stored)}, recovery {recovery_seconds:.2f} s,"
+          f" slowest heartbeat answer {max(latencies):.2f} s")
+    assert exit_code == 0, server.stderr_tail()
+    assert len(accepted) > 100
+    assert duplicates == []
+    assert sorted(stored) == sorted(accepted)
+    assert errors == []  # heartbeats for known applications are never refused
+    assert max(latencies) < 1.5
+    statuses = {response.status_code for response, _ in management_during_cut}
+    assert 503 in statuses
+    for response, seconds in management_during_cut:
+        if response.status_code != 200:
+            assert response.status_code == 503 and seconds < 3
+            assert set(response.json()["error"]) == ENVELOPE_KEYS
+            assert response.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+            assert int(response.headers["Retry-After"]) > 0
+            assert_no_leak(response.text)
+    assert recovery_seconds is not None and recovery_seconds < 5
+    for health, summary, seconds in health_during_cut[2:]:  # once the outage is noticed
+        assert seconds < 3 and health.status_code == 200
+        database = next(d for d in health.json()["dependencies"] if d["name"] == "database")
+        assert database["healthy"] is False
+        assert summary.status_code == 200 and summary.json()["status"] == "degraded"
+
+
+def test_alert_sink_failing_then_recovering_gets_each_alert_once(fixture, sink, other_sink):
+    clock = ClockFile(fixture.tmp_path / "clock", T0)
+    server = ServerProcess(fixture.env(CLOCK_FILE=str(clock.path), MONITOR_INTERVAL_SECONDS="0.2",
+                                       ALERT_TIMEOUT_SECONDS="1")).start()
+    # 503 three times, then 429 with Retry-After, then hanging past the timeout, then healthy.
+    sink.then(503, 503, 503, {"status": 429, "headers": {"Retry-After": "300"}},
+              {"status": 503, "hang": 2}, {"status": 503, "hang": 2})
+    try:
+        api = _api(server.url, fixture.key)
+        flaky = api.post(server.url + "/api/v1/channels", json={
+            "name": "flaky", "kind": "webhook", "url": sink.url}).json()
+        healthy = api.post(server.url + "/api/v1/channels", json={
+            "name": "healthy", "kind": "webhook", "url": other_sink.url}).json()
+        uuids = []
+        for n in range(5):
+            app = api.post(server.url + "/api/v1/applications", json={
+                "name": f"job-{n}", "channels": [flaky["id"], healthy["id"]]}).json()
+            uuids.append(app["uuid"])
+            assert requests.get(f"{server.url}/ping/{app['uuid']}/fail").status_code == 200
+        failed_at = time.monotonic()
+        while len(other_sink.received) < 5 and time.monotonic() - failed_at < 20:
+            time.sleep(0.05)
+        healthy_seconds = time.monotonic() - failed_at
+        delivered = select(func.count(Alert.id)).where(Alert.state == "delivered")
+        while fixture.count(delivered) < 5 and time.monotonic() - failed_at < 20:
+            time.sleep(0.05)  # recorded too: moving the clock now cannot expire their claims
+        deadline = time.monotonic() + 60
+        while len(set(sink.alert_ids())) < 5 and time.monotonic() < deadline:
+            clock.advance(60)  # backoff, Retry-After and the breaker's recovery pass by
+            time.sleep(0.3)
+        time.sleep(1)
+    finally:
+        exit_code = server.stop()
+    assert exit_code == 0, server.stderr_tail()
+    assert healthy_seconds < 5
+    assert sorted(collections.Counter(other_sink.alert_ids()).values()) == [1] * 5
+    assert sorted(collections.Counter(sink.alert_ids()).values()) == [1] * 5
+    assert {r["json"]["application"]["uuid"] for r in sink.received} == set(uuids)
+    with fixture.app.app_context():
+        states = db.session.execute(select(Alert.state)).scalars().all()
+    assert states == ["delivered"] * 10
+
+
+def test_monitor_killed_while_delivering_loses_no_alert(fixture, sink):
+    clock = ClockFile(fixture.tmp_path / "clock", T0)
+    with fixture.app.app_context():
+        from applications import create_application
+        from channels import create_channel
+        from heartbeat_monitor import Signal, record_heartbeat
+        channel = create_channel({"name": "slow", "kind": "webhook", "url": sink.url}, T0)
+        for n in range(6):
+            application = create_application({"name": f"job-{n}", "channels": [channel.id]}, T0)
+            record_heartbeat(application.uuid, Signal(kind="fail", received_at=T0))
+        db.session.remove()
+    sink.default = {"status": 200, "hang": 1.5}  # slow enough to be killed mid-delivery
+    env = fixture.env(CLOCK_FILE=str(clock.path), MONITOR_INTERVAL_SECONDS="0.2",
+                      ALERT_TIMEOUT_SECONDS="5")
+    first = MonitorProcess(env).start()
+    deadline = time.monotonic() + 30
+    while not sink.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.kill()
+    delivered_before_kill = len(sink.received)
+    assert delivered_before_kill < 6
+
+    second = MonitorProcess(env).start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(set(sink.alert_ids())) < 6 and time.monotonic() < deadline:
+            clock.advance(60)  # past the dead process's claims (leases)
+            time.sleep(0.5)
+    finally:
+        exit_code = second.stop()
+    assert exit_code == 0, second.stderr_tail()
+    with fixture.app.app_context():
+        alerts = list(db.session.execute(select(Alert)).scalars())
+        alert_ids = {alert.uuid for alert in alerts}
+        states = [(alert.uuid[:8], alert.state, alert.attempt_count, alert.last_error,
+                   alert.next_attempt_at, alert.claimed_until) for alert in alerts]
+    assert set(sink.alert_ids()) == alert_ids and len(alert_ids) == 6, \
+        (states, clock.now, second.stderr_tail())
+
+
+def test_service_stopped_across_deadlines_sends_no_false_alarm(fixture, sink):
+    clock = ClockFile(fixture.tmp_path / "clock", T0)
+    env = fixture.env(CLOCK_FILE=str(clock.path), MONITOR_INTERVAL_SECONDS="0.1",
+                      OUTAGE_GAP_SECONDS="45")  # the clock steps below are shorter
+    server = ServerProcess(env).start()
+    api = _api(server.url, fixture.key)
+    channel = api.post(server.url + "/api/v1/channels", json={
+        "name": "hook", "kind": "webhook", "url": sink.url}).json()
+    keeps_pinging = api.post(server.url + "/api/v1/applications", json={
+        "name": "keeps-pinging", "period_seconds": 60, "grace_seconds": 30,
+        "channels": [channel["id"]]}).json()["uuid"]
+    really_stopped = api.post(server.url + "/api/v1/applications", json={
+        "name": "really-stopped", "period_seconds": 60, "grace_seconds": 30,
+        "channels": [channel["id"]]}).json()["uuid"]
+    for uuid in (keeps_pinging, really_stopped):
+        requests.get(f"{server.url}/ping/{uuid}")
+    clock.advance(50)
+    requests.get(f"{server.url}/ping/{keeps_pinging}")
+    time.sleep(1)  # the monitor notes that it was alive at T0+50
+    assert server.stop() == 0
+
+    clock.advance(600)  # ten minutes with the service stopped: every deadline passed
+    server = ServerProcess(env).start()
+    try:
+        requests.get(f"{server.url}/ping/{keeps_pinging}")  # it kept trying; now it gets through
+        time.sleep(1.5)
+        assert sink.received == []
+        clock.advance(38)  # T0+688: the stopped one is late, inside its grace after restart
+        time.sleep(1)
+        assert sink.received == []
+        statuses = {app["name"]: app["status"] for app in api.get(
+            server.url + "/api/v1/applications").json()["items"]}
+        assert statuses == {"keeps-pinging": "up", "really-stopped": "late"}
+        clock.advance(3)  # T0+691: past its full grace after the gap
+        deadline = time.monotonic() + 10
+        while not sink.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        assert server.stop() == 0
+    assert [(r["json"]["event"], r["json"]["application"]["name"]) for r in sink.received] == [
+        ("application.down", "really-stopped")]

@@ -1,0 +1,121 @@
+"""Webhook targets must be public (§7): no loopback, private, link-local, multicast or metadata.
+
+Checked twice: when a channel is created or changed (`check_webhook_url`, a 422 naming the
+reason), and again on every delivery, on the address the socket actually connected to
+(`guarded_session`), so a DNS record changed after creation cannot point an alert inward.
+Redirects are never followed. `ALLOW_PRIVATE_WEBHOOK_TARGETS=1` turns both checks off, for
+sinks on the operator's own network.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud metadata services that are not already link-local (169.254.169.254 is).
+METADATA_ADDRESSES = {ipaddress.ip_address("100.100.100.200"),      # Alibaba Cloud
+                      ipaddress.ip_address("fd00:ec2::254")}        # AWS over IPv6
+
+
+class ForbiddenTarget(Exception):
+    """A webhook URL whose host is, or resolves to, an address we do not send to."""
+
+
+def forbidden_reason(address: Address) -> str | None:
+    """Why alerts may not go to `address`, or None when it is a public unicast address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    for reason, flag in (("a loopback address", address.is_loopback),
+                         ("a link-local address", address.is_link_local),
+                         ("a multicast address", address.is_multicast),
+                         ("a private address", address.is_private),
+                         ("an unspecified address", address.is_unspecified),
+                         ("a reserved address", address.is_reserved)):
+        if flag:
+            return reason
+    if not address.is_global:  # shared (100.64/10), documentation and other special ranges
+        return "not a public address"
+    return None
+
+
+def resolve(host: str, port: int) -> list[Address]:
+    """Every address `host` resolves to (raises ForbiddenTarget when it does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise ForbiddenTarget(f"the host {host!r} does not resolve") from error
+    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+
+
+def check_webhook_url(url: str) -> None:
+    """Raise ForbiddenTarget unless every address of the URL's host is public."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ForbiddenTarget("only http and https URLs with a host are allowed")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise ForbiddenTarget("the port is not valid") from error
+    for address in resolve(parts.hostname, port):
+        reason = forbidden_reason(address)
+        if reason:
+            raise ForbiddenTarget(f"the host {parts.hostname!r} resolves to {reason}")
+
+
+def _check_peer(sock: socket.socket, host: str) -> None:
+    address = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
+    reason = forbidden_reason(address)
+    if reason:
+        sock.close()
+        raise ForbiddenTarget(f"the host {host!r} now resolves to {reason}")
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _check_peer(sock, self.host)
+        return sock
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _check_peer(sock, self.host)
+        return sock
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """Checks the connected peer before a byte of the request is sent."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool,
+                                                   "https": _GuardedHTTPSPool}
+
+
+def guarded_session(allow_private: bool) -> requests.Session:
+    """A requests session for alert delivery; guarded unless private targets are allowed."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment may carry alerts elsewhere
+    if not allow_private:
+        adapter = _GuardedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
