@@ -26,6 +26,7 @@ ping_bp = Blueprint("ping", __name__)
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 PING_SIGNALS = {"start": "start", "fail": "fail", "log": "log"}
+MAX_JSON_DEPTH = 16
 PUBLIC_API_ENDPOINTS = {"api.create_heartbeat"}
 
 
@@ -39,6 +40,30 @@ def parse_uuid(value: str) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def json_depth_exceeds(data: bytes, limit: int) -> bool:
+    """True when brackets outside strings nest deeper than `limit` (checked before parsing)."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def read_body() -> bytes:
@@ -67,6 +92,8 @@ def json_body(*, allow_empty: bool = False) -> dict[str, Any]:
         raise MalformedRequest("A JSON object body is required.")
     if not request.is_json:
         raise UnsupportedMediaType(f"Got Content-Type: {request.mimetype or 'none'}")
+    if json_depth_exceeds(data, MAX_JSON_DEPTH):
+        raise MalformedRequest(f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
     try:
         value = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError):

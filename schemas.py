@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from config import runtime
 from models import ALERT_STATES, CHANNEL_KINDS, HEARTBEAT_KINDS, STATUSES
+from monitoring.scrubbing import scrub_text
 from utils.clock import utc_iso
 
 MAX_METADATA_BYTES = 8 * 1024
@@ -256,7 +257,10 @@ class ChannelOutSchema(Schema):
     updated_at = UTCDateTime()
 
     def _url(self, channel) -> str | None:
-        return mask_url(channel.url) if channel.kind == "slack" else channel.url
+        # A Slack URL is a secret as a whole; a webhook's may hold a password or a token.
+        if channel.kind == "slack":
+            return mask_url(channel.url)
+        return scrub_text(channel.url) if channel.url else channel.url
 
     def _headers(self, channel) -> dict | None:
         # Header values often carry tokens: names are shown, values never.

@@ -19,6 +19,7 @@ from exceptions import ErrorNotFound, ValidationFailed
 from models import ErrorLog
 from monitoring import metrics
 from monitoring.error_rate import current_error_rate
+from monitoring.scrubbing import scrub_text
 from utils.clock import utc_iso
 from utils.pagination import decode_cursor, encode_cursor
 from utils.request_id import current_request_id
@@ -36,21 +37,24 @@ def fingerprint_for(error_type: str, stack_trace: str, where: str) -> str:
 
 
 def describe_error(error: BaseException, status_code: int) -> dict[str, Any]:
-    """The ErrorLog fields for an exception raised while serving the current request."""
+    """The ErrorLog fields for an exception raised while serving the current request.
+
+    Message and trace are scrubbed of secrets (§7): the error API and CSV export show them.
+    """
     error_type = getattr(error, "code", None) if status_code < 500 else None
     error_type = error_type if isinstance(error_type, str) else type(error).__name__
     stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     record: dict[str, Any] = {
         "error_type": error_type[:200],
-        "error_message": str(error)[:2000],
-        "stack_trace": stack_trace[-MAX_TRACE_CHARS:],
+        "error_message": scrub_text(str(error))[:2000],
+        "stack_trace": scrub_text(stack_trace)[-MAX_TRACE_CHARS:],
         "status_code": status_code,
         "request_id": current_request_id(),
     }
     where = ""
     if has_request_context():
         record.update(path=request.path[:500], method=request.method,
-                      user_agent=(request.user_agent.string or "")[:300])
+                      user_agent=scrub_text(request.user_agent.string or "")[:300])
         where = f"{request.method} {request.url_rule.rule if request.url_rule else request.path}"
     record["fingerprint"] = fingerprint_for(record["error_type"], stack_trace, where)
     return record

@@ -259,3 +259,16 @@ def smtp_sink():
     live = SmtpSink().start()
     yield live
     live.stop()
+
+
+@pytest.fixture
+def sentry_sink():
+    """A stand-in for Sentry's ingestion endpoint; the SDK is reset to no DSN afterwards."""
+    import sentry_sdk
+
+    from tests.sinks import SentrySink
+    sink = SentrySink()
+    yield sink
+    sentry_sdk.get_client().close()
+    sentry_sdk.init()  # back to a client without a DSN: later tests send nothing
+    sink.server.shutdown()

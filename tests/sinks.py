@@ -1,10 +1,12 @@
 """Real destinations for alerts: an HTTP sink whose behaviour tests script, an SMTP server."""
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
 import time
+import zlib
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -101,3 +103,43 @@ class SmtpSink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class SentrySink:
+    """A local HTTP server standing in for Sentry's ingestion endpoint."""
+
+    def __init__(self):
+        self.envelopes: list[tuple[str, bytes]] = []
+        self.arrived = threading.Event()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                sink.envelopes.append((self.path, body))
+                sink.arrived.set()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        found = []
+        for _, body in self.envelopes:
+            lines = body.split(b"\n")
+            for header, payload in zip(lines[1::2], lines[2::2]):
+                if json.loads(header).get("type") == "event":
+                    found.append(json.loads(payload))
+        return found

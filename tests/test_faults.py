@@ -258,8 +258,10 @@ def test_monitor_killed_while_delivering_loses_no_alert(fixture, sink):
         alert_ids = {alert.uuid for alert in alerts}
         states = [(alert.uuid[:8], alert.state, alert.attempt_count, alert.last_error,
                    alert.next_attempt_at, alert.claimed_until) for alert in alerts]
-    assert set(sink.alert_ids()) == alert_ids and len(alert_ids) == 6, \
-        (states, clock.now, second.stderr_tail())
+    if set(sink.alert_ids()) != alert_ids:  # shown by pytest on failure
+        print("alerts:", *states, "clock:", clock.now, "received:", sink.alert_ids(),
+              "monitor log:", second.stderr_tail(), sep="\n")
+    assert set(sink.alert_ids()) == alert_ids and len(alert_ids) == 6
 
 
 def test_service_stopped_across_deadlines_sends_no_false_alarm(fixture, sink):

@@ -1,14 +1,9 @@
 """§6.7 and §7: JSON log lines carry their request id and no secret; Sentry gets scrubbed events."""
 from __future__ import annotations
 
-import gzip
 import json
 import logging
-import threading
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 import sentry_sdk
 from flask import request
 
@@ -79,55 +74,6 @@ def test_text_log_lines_are_scrubbed_too(app_config, capfd):
         assert secret not in output, f"{secret!r} leaked into the logs"
     with app.app_context():
         db.engine.dispose()
-
-
-class SentrySink:
-    """A local HTTP server standing in for Sentry's ingestion endpoint."""
-
-    def __init__(self):
-        self.envelopes: list[tuple[str, bytes]] = []
-        self.arrived = threading.Event()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                sink.envelopes.append((self.path, body))
-                sink.arrived.set()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[dict]:
-        found = []
-        for _, body in self.envelopes:
-            lines = body.split(b"\n")
-            for header, payload in zip(lines[1::2], lines[2::2]):
-                if json.loads(header).get("type") == "event":
-                    found.append(json.loads(payload))
-        return found
-
-
-@pytest.fixture
-def sentry_sink():
-    sink = SentrySink()
-    yield sink
-    sentry_sdk.get_client().close()
-    sentry_sdk.init()  # back to a client without a DSN: later tests send nothing
-    sink.server.shutdown()
 
 
 def test_unexpected_exception_reaches_sentry_tagged_and_scrubbed(app_config, sentry_sink):

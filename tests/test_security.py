@@ -1,0 +1,263 @@
+"""§7: rate limits, webhook targets, input limits and security headers, over real HTTP."""
+from __future__ import annotations
+
+import uuid as uuid_lib
+
+import pytest
+from sqlalchemy import select
+
+from app import create_app
+from database import db
+from models import Alert, Channel
+from tests.conftest import Client, LiveServer, make_key
+from tests.helpers import assert_envelope
+from tests.sinks import HttpSink
+
+PUBLIC_ADDRESS = "93.184.216.34"  # an IP literal: no DNS lookup needed to accept it
+
+
+@pytest.fixture
+def serve(app_config):
+    """Start the app with some settings overridden; returns (app, live server)."""
+    started = []
+
+    def start(**overrides):
+        app = create_app({**app_config, **overrides})
+        live = LiveServer(app).start()
+        started.append((app, live))
+        return app, live
+
+    yield start
+    for app, live in started:
+        live.stop()
+        app.extensions["hbmon"].shutdown()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def new_application(api: Client, **fields) -> str:
+    response = api.post("/api/v1/applications", json={"name": "job", "period_seconds": 60,
+                                                      **fields})
+    assert response.status_code == 201, response.text
+    return response.json()["uuid"]
+
+
+def assert_rate_limited(response) -> int:
+    assert_envelope(response, 429, "RATE_LIMITED")
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 61
+    return retry_after
+
+
+# --- Rate limits ---------------------------------------------------------------------------
+
+def test_pings_over_the_limit_per_uuid_and_client_get_429(serve):
+    app, live = serve(PING_RATE_LIMIT="3/minute")
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    limited, other = new_application(api), new_application(api)
+    assert [anonymous.get(f"/ping/{limited}").status_code for _ in range(3)] == [200] * 3
+    assert_rate_limited(anonymous.post(f"/ping/{limited}/fail"))
+    assert anonymous.get(f"/ping/{other}").status_code == 200
+    stored = api.get(f"/api/v1/applications/{limited}/heartbeats").json()["items"]
+    assert len(stored) == 3  # a refused ping is not recorded
+
+
+def test_json_heartbeats_have_their_own_per_uuid_limit(serve):
+    app, live = serve(PING_RATE_LIMIT="2/minute")
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    uuid = new_application(api)
+    url = f"/api/v1/applications/{uuid}/heartbeats"
+    assert [anonymous.post(url, json={}).status_code for _ in range(2)] == [202, 202]
+    assert_rate_limited(anonymous.post(url, json={}))
+
+
+def test_a_client_spraying_uuids_is_limited(serve):
+    app, live = serve(PING_CLIENT_RATE_LIMIT="4/minute")
+    anonymous = Client(live.url)
+    guesses = [str(uuid_lib.uuid4()) for _ in range(5)]
+    for guess in guesses[:4]:
+        assert_envelope(anonymous.get(f"/ping/{guess}"), 404, "HEARTBEAT_NOT_FOUND")
+    assert_rate_limited(anonymous.get(f"/ping/{guesses[4]}"))
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(serve):
+    app, live = serve(PING_RATE_LIMIT="2/minute", TRUSTED_PROXY_COUNT=1)
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    uuid = new_application(api)
+    flooder = {"X-Forwarded-For": "203.0.113.5"}
+    assert [anonymous.get(f"/ping/{uuid}", headers=flooder).status_code
+            for _ in range(2)] == [200, 200]
+    assert_rate_limited(anonymous.get(f"/ping/{uuid}", headers=flooder))
+    # The real job, elsewhere, is not locked out by someone who learned its UUID.
+    assert anonymous.get(f"/ping/{uuid}", headers={"X-Forwarded-For": "198.51.100.7"}) \
+        .status_code == 200
+
+
+def test_without_trusted_proxies_a_forged_forwarded_for_changes_nothing(serve):
+    app, live = serve(PING_RATE_LIMIT="2/minute")
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    uuid = new_application(api)
+    for n in range(2):
+        assert anonymous.get(f"/ping/{uuid}",
+                             headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code == 200
+    assert_rate_limited(anonymous.get(f"/ping/{uuid}",
+                                      headers={"X-Forwarded-For": "203.0.113.99"}))
+
+
+def test_management_api_is_limited_per_key(serve):
+    app, live = serve(API_RATE_LIMIT="3/minute")
+    first, second = Client(live.url, make_key(app, "a")), Client(live.url, make_key(app, "b"))
+    assert [first.get("/api/v1/applications").status_code for _ in range(3)] == [200] * 3
+    assert_rate_limited(first.get("/api/v1/applications"))
+    assert second.get("/api/v1/applications").status_code == 200
+
+
+def test_dashboard_sign_in_attempts_are_limited(serve):
+    app, live = serve(LOGIN_RATE_LIMIT="2/minute")
+    browser = Client(live.url)
+    page = browser.get("/login").text
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    for guess in ("hbm_aaaa_guess1", "hbm_bbbb_guess2"):
+        response = browser.post("/login", data={"api_key": guess, "csrf_token": token})
+        assert response.status_code == 200 and "not valid" in response.text
+    assert_rate_limited(browser.post("/login", data={"api_key": "hbm_c_3", "csrf_token": token}))
+    assert browser.get("/login").status_code == 200  # only sign-in attempts are counted
+
+
+def test_redis_storage_shares_the_count_between_processes(serve):
+    storage = "redis://127.0.0.1:6379/15"
+    app, first = serve(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
+    _, second = serve(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
+    uuid = new_application(Client(first.url, make_key(app)))
+    answers = [Client(server.url).get(f"/ping/{uuid}").status_code
+               for server in (first, second, first)]
+    assert answers == [200, 200, 200]
+    assert_rate_limited(Client(second.url).get(f"/ping/{uuid}"))
+
+
+def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down(serve):
+    app, live = serve(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL="redis://127.0.0.1:1/0")
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    uuid = new_application(api)
+    assert [anonymous.get(f"/ping/{uuid}").status_code for _ in range(3)] == [200] * 3
+    assert_rate_limited(anonymous.get(f"/ping/{uuid}"))  # counted in memory meanwhile
+
+
+# --- Webhook targets -----------------------------------------------------------------------
+
+REFUSED_TARGETS = [
+    "http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/hook",
+    "http://172.16.0.9/hook", "http://192.168.1.1/hook", "http://169.254.169.254/latest/meta-data",
+    "http://100.100.100.200/", "http://[::1]:9000/hook", "http://[fe80::1]/hook",
+    "http://[fd00:ec2::254]/", "http://[::ffff:127.0.0.1]/hook", "http://224.0.0.1/hook",
+    "http://0.0.0.0/hook", "http://100.64.0.1/hook", "http://no-such-host.invalid/hook",
+]
+
+
+@pytest.mark.parametrize("url", REFUSED_TARGETS)
+def test_webhook_to_a_private_address_is_refused_at_creation(serve, url):
+    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
+    api = Client(live.url, make_key(app))
+    error = assert_envelope(api.post("/api/v1/channels", json={
+        "name": "inward", "kind": "webhook", "url": url}), 422, "VALIDATION_ERROR")
+    message = error["details"]["url"][0]
+    assert "Refused" in message or message == "Not a valid URL.", message
+    assert api.get("/api/v1/channels").json()["items"] == []
+
+
+def test_public_targets_are_accepted_and_changing_one_to_private_is_refused(serve):
+    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
+    api = Client(live.url, make_key(app))
+    created = api.post("/api/v1/channels", json={
+        "name": "public", "kind": "slack", "url": f"https://{PUBLIC_ADDRESS}/services/T0/B0"})
+    assert created.status_code == 201, created.text
+    channel_id = created.json()["id"]
+    assert_envelope(api.patch(f"/api/v1/channels/{channel_id}",
+                              json={"url": "http://10.0.0.1/"}), 422, "VALIDATION_ERROR")
+
+
+def test_private_targets_are_allowed_when_configured(serve):
+    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=True)
+    api = Client(live.url, make_key(app))
+    assert api.post("/api/v1/channels", json={"name": "lan", "kind": "webhook",
+                                              "url": "http://192.168.1.1/hook"}).status_code == 201
+
+
+def test_delivery_rechecks_the_address_the_target_resolves_to_now(serve, sink):
+    """A channel accepted earlier whose host now resolves inward gets nothing sent."""
+    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
+    api = Client(live.url, make_key(app))
+    now = app.extensions["hbmon"].clock.now()
+    with app.app_context():  # stored as if its DNS record changed after it was checked
+        channel = Channel(name="rebound", kind="webhook", url=sink.url, is_operator=False,
+                          created_at=now, updated_at=now)
+        db.session.add(channel)
+        db.session.commit()
+        channel_id = channel.id
+    tested = api.post(f"/api/v1/channels/{channel_id}/test").json()
+    assert tested["delivered"] is False and tested["outcome"] == "permanent_error"
+    assert "loopback" in tested["error"]
+    uuid = new_application(api, channels=[channel_id])
+    assert Client(live.url).get(f"/ping/{uuid}/fail").status_code == 200
+    with app.app_context():
+        app.extensions["hbmon"].deliverer.drain(10)
+        alert = db.session.execute(select(Alert)).scalar_one()
+        assert (alert.state, alert.attempt_count) == ("failed", 1)
+        assert "loopback" in alert.last_error
+    assert sink.received == []
+
+
+def test_redirects_are_not_followed(serve, sink):
+    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=True)
+    inner = HttpSink().start()
+    try:
+        sink.then({"status": 302, "headers": {"Location": inner.url}})
+        api = Client(live.url, make_key(app))
+        channel = api.post("/api/v1/channels", json={"name": "moved", "kind": "webhook",
+                                                     "url": sink.url}).json()
+        tested = api.post(f"/api/v1/channels/{channel['id']}/test").json()
+        assert (tested["outcome"], tested["http_status"]) == ("permanent_error", 302)
+        assert inner.received == []
+    finally:
+        inner.stop()
+
+
+# --- Input limits and headers --------------------------------------------------------------
+
+def test_deeply_nested_json_is_refused_before_parsing(api, application):
+    body = '{"metadata": {"a": ' + "[" * 40 + "]" * 40 + "}}"
+    response = api.post(f"/api/v1/applications/{application['uuid']}/heartbeats", data=body,
+                        headers={"Content-Type": "application/json"})
+    assert_envelope(response, 400, "MALFORMED_REQUEST")
+    shallow = '{"metadata": {"note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}}'
+    assert api.post(f"/api/v1/applications/{application['uuid']}/heartbeats", data=shallow,
+                    headers={"Content-Type": "application/json"}).status_code == 202
+
+
+@pytest.mark.parametrize("field, value", [("name", "n" * 201), ("description", "d" * 2001),
+                                          ("tags", ["t" * 65]), ("cron", "* " * 100)])
+def test_over_long_strings_are_refused_with_field_details(api, field, value):
+    body = {"name": "job", "period_seconds": 60, field: value}
+    if field == "cron":
+        body.pop("period_seconds")
+    error = assert_envelope(api.post("/api/v1/applications", json=body), 422,
+                            "VALIDATION_ERROR")
+    assert field in error["details"]
+
+
+def test_every_answer_carries_security_headers(server, api):
+    answers = {"json": api.get("/api/v1/applications"),
+               "error": Client(server.url).get("/api/v1/applications"),
+               "ping": Client(server.url).get(f"/ping/{uuid_lib.uuid4()}"),
+               "html": Client(server.url).get("/login")}
+    for name, response in answers.items():
+        headers = response.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", name
+        assert headers["X-Frame-Options"] == "DENY", name
+        assert headers["Referrer-Policy"] == "no-referrer", name
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], name
+    html_policy = answers["html"].headers["Content-Security-Policy"]
+    assert "script-src" not in html_policy and "default-src 'none'" in html_policy
+    assert answers["html"].headers["Cache-Control"] == "no-store"
+
