@@ -305,3 +305,80 @@ def test_service_stopped_across_deadlines_sends_no_false_alarm(fixture, sink):
         assert server.stop() == 0
     assert [(r["json"]["event"], r["json"]["application"]["name"]) for r in sink.received] == [
         ("application.down", "really-stopped")]
+
+
+def _pinger(url: str, uuid: str, name: str, accepted: list, refused: list, stop: threading.Event):
+    """Pings until stopped; keeps what was accepted and every answer that was not a success."""
+    session, sent = requests.Session(), 0
+    while not stop.is_set():
+        message = f"{name}-{sent}"
+        sent += 1
+        try:
+            response = session.post(f"{url}/ping/{uuid}", data=message, timeout=10)
+        except requests.ConnectionError:
+            time.sleep(0.02)  # the server is gone or not yet listening
+            continue
+        if response.status_code == 200:
+            accepted.append(message)
+        else:
+            refused.append((response.status_code, response.text))
+        time.sleep(0.01)
+
+
+def test_sigterm_under_load_finishes_in_flight_requests_and_loses_nothing(fixture):
+    server = ServerProcess(fixture.env(), workers=2).start()
+    api = _api(server.url, fixture.key)
+    uuids = [api.post(server.url + "/api/v1/applications",
+                      json={"name": f"job-{n}", "period_seconds": 3600}).json()["uuid"]
+             for n in range(4)]
+    accepted, refused, stop = [], [], threading.Event()
+    clients = [threading.Thread(target=_pinger, args=(server.url, uuid, f"c{n}", accepted,
+                                                      refused, stop))
+               for n, uuid in enumerate(uuids)]
+    for thread in clients:
+        thread.start()
+    time.sleep(1.5)
+    accepted_before_stop = len(accepted)
+    exit_code = server.stop()  # SIGTERM while the clients keep sending
+    stop.set()
+    for thread in clients:
+        thread.join()
+    stored = fixture.count(select(func.count(Heartbeat.id)))
+    with fixture.app.app_context():
+        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    assert exit_code == 0, server.stderr_tail()
+    assert accepted_before_stop > 20
+    assert refused == []  # no request was cut short with an error while shutting down
+    assert sorted(messages) == sorted(accepted) and stored == len(accepted)
+
+
+def test_sigterm_while_the_database_is_down_keeps_the_spool_for_the_next_start(fixture):
+    target = make_url(TEST_DATABASE_URL)
+    proxy = ChaosProxy(target.host or "127.0.0.1", target.port or 5432)
+    env = fixture.env(DATABASE_URL=_through(proxy, fixture.url), MONITOR_INTERVAL_SECONDS="0.3")
+    server = ServerProcess(env).start()
+    try:
+        api = _api(server.url, fixture.key)
+        uuid = api.post(server.url + "/api/v1/applications",
+                        json={"name": "job", "period_seconds": 3600}).json()["uuid"]
+        proxy.cut()
+        accepted = []
+        for n in range(30):
+            response = requests.post(f"{server.url}/ping/{uuid}", data=f"beat-{n}", timeout=10)
+            assert response.status_code == 200, response.text
+            accepted.append(f"beat-{n}")
+        assert server.stop() == 0, server.stderr_tail()  # stops promptly, database or not
+        assert fixture.count(select(func.count(Heartbeat.id))) == 0
+        proxy.restore()
+        server = ServerProcess(env).start()  # its monitor replays the spool before judging
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and \
+                fixture.count(select(func.count(Heartbeat.id))) < len(accepted):
+            time.sleep(0.1)
+    finally:
+        exit_code = server.stop()
+        proxy.close()
+    with fixture.app.app_context():
+        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    assert exit_code == 0
+    assert sorted(messages) == sorted(accepted)
