@@ -195,10 +195,16 @@ class ErrorStatsSchema(Schema):
 
 class HealthSchema(Schema):
     status = fields.String(validate=validate.OneOf(("ok", "degraded", "down")))
+    reasons = fields.List(fields.String(), metadata={"description": "Why not ok, if not."})
     checked_at = UTCDateTime()
     database = fields.String()
     spool = fields.String()
     error_rate = fields.Nested(ErrorRateSchema, allow_none=True)
+
+
+class SpoolDepthSchema(Schema):
+    heartbeats_bytes = fields.Integer()
+    errors_bytes = fields.Integer()
 
 
 class DependencySchema(Schema):
@@ -207,6 +213,10 @@ class DependencySchema(Schema):
     healthy = fields.Boolean()
     state = fields.String()
     detail = fields.String(allow_none=True)
+    latency_ms = fields.Float(metadata={"description": "Database only: time to answer a probe."})
+    depth = fields.Nested(SpoolDepthSchema, metadata={"description": "Spool only: bytes kept."})
+    failure_count = fields.Integer(metadata={"description": "Breakers only."})
+    opened_at = fields.String(allow_none=True, metadata={"description": "Breakers only."})
 
 
 class DependenciesSchema(Schema):

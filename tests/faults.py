@@ -170,9 +170,9 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(self.stderr_tail())
             try:
-                requests.get(self.url + "/ping/not-a-uuid", timeout=1)
+                requests.get(self.url + "/ping/not-a-uuid", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still busy starting
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 

@@ -133,11 +133,13 @@ def test_old_buckets_are_pruned_by_the_check(app, clock):
 def test_health_is_degraded_while_the_rate_is_high(app, anonymous, clock):
     healthy = anonymous.get("/health").json()
     assert healthy["status"] == "ok" and healthy["database"] == "ok"
+    assert healthy["reasons"] == []
     add_request_counts(app, clock.now(), requests=30, errors=10)
     response = anonymous.get("/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "degraded"
+    assert body["reasons"] == ["error rate above threshold"]
     assert body["error_rate"]["high"] is True and body["error_rate"]["errors"] == 10
     clock.advance(seconds=301)
     assert anonymous.get("/health").json()["status"] == "ok"
@@ -147,6 +149,8 @@ def test_health_dependencies_lists_database_spool_and_smtp(anonymous):
     body = anonymous.get("/health/dependencies").json()
     by_name = {entry["name"]: entry for entry in body["dependencies"]}
     assert by_name["database"]["healthy"] is True
-    assert by_name["spool"]["healthy"] is True
+    assert 0 <= by_name["database"]["latency_ms"] < 5000
+    assert by_name["spool"]["healthy"] is True and by_name["spool"]["state"] == "empty"
+    assert by_name["spool"]["depth"] == {"heartbeats_bytes": 0, "errors_bytes": 0}
     assert by_name["smtp"]["state"] == "not_configured"
     assert body["status"] == "ok"

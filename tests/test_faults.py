@@ -174,9 +174,14 @@ def test_database_cut_loses_no_heartbeat_and_recovers_quickly(fixture):
     assert recovery_seconds is not None and recovery_seconds < 5
     for health, summary, seconds in health_during_cut[2:]:  # once the outage is noticed
         assert seconds < 3 and health.status_code == 200
-        database = next(d for d in health.json()["dependencies"] if d["name"] == "database")
-        assert database["healthy"] is False
+        by_name = {entry["name"]: entry for entry in health.json()["dependencies"]}
+        assert by_name["database"]["healthy"] is False
+        assert by_name["spool"]["state"] in ("empty", "replay_pending")
         assert summary.status_code == 200 and summary.json()["status"] == "degraded"
+        assert "database unavailable" in summary.json()["reasons"][0]
+    assert any(by_name["spool"]["depth"]["heartbeats_bytes"] > 0
+               for by_name in ({entry["name"]: entry for entry in health.json()["dependencies"]}
+                               for health, _, _ in health_during_cut[2:]))
 
 
 def test_alert_sink_failing_then_recovering_gets_each_alert_once(fixture, sink, other_sink):

@@ -181,4 +181,5 @@ def test_breaker_state_per_channel_is_exported_and_reported_in_dependencies(
     by_name = {entry["name"]: entry for entry in dependencies["dependencies"]}
     assert by_name["channel:1"]["healthy"] is True
     assert by_name["channel:2"]["healthy"] is False
+    assert by_name["channel:2"]["failure_count"] == 5 and by_name["channel:2"]["opened_at"]
     assert dependencies["status"] == "degraded"
