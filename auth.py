@@ -34,6 +34,22 @@ def create_api_key(name: str, read_only: bool, now: dt.datetime) -> tuple[ApiKey
     return api_key, plaintext
 
 
+def list_api_keys() -> list[ApiKey]:
+    return list(db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars())
+
+
+def revoke_api_key(prefix: str, now: dt.datetime) -> ApiKey | None:
+    """Revoke the active key with this prefix (`hbm_<prefix>_…` accepted too)."""
+    parts = prefix.split("_")
+    prefix = parts[1] if len(parts) >= 2 and parts[0] == KEY_SCHEME else prefix
+    api_key = db.session.execute(select(ApiKey).where(
+        ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))).scalar_one_or_none()
+    if api_key is not None:
+        api_key.revoked_at = now
+        db.session.commit()
+    return api_key
+
+
 def presented_key() -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":

@@ -1,12 +1,13 @@
-"""Flask CLI commands: `flask api-key create`, `flask monitor`."""
+"""Flask CLI commands: `flask api-key create|list|revoke`, `flask monitor`."""
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from auth import create_api_key
+from auth import create_api_key, list_api_keys, revoke_api_key
 from config import runtime
+from utils.clock import utc_iso
 
 api_key_cli = AppGroup("api-key", help="Manage API keys of the management API.")
 
@@ -23,6 +24,23 @@ def create_api_key_command(name: str, read_only: bool) -> None:
     click.echo(plaintext)
 
 
+@api_key_cli.command("list")
+def list_api_keys_command() -> None:
+    """List keys by id, prefix and name (never the keys themselves)."""
+    for api_key in list_api_keys():
+        access = "read-only" if api_key.read_only else "read-write"
+        state = f"revoked {utc_iso(api_key.revoked_at)}" if api_key.revoked_at else "active"
+        click.echo(f"{api_key.id}\thbm_{api_key.prefix}_…\t{access}\t{state}\t{api_key.name}")
+
+
+@api_key_cli.command("revoke")
+@click.argument("prefix")
+def revoke_api_key_command(prefix: str) -> None:
+    """Revoke the key whose prefix (the part after `hbm_`) is PREFIX; it stops working at once."""
+    api_key = revoke_api_key(prefix, runtime().clock.now())
+    if api_key is None:
+        raise click.ClickException(f"No active key with prefix {prefix!r}.")
+    click.echo(f"Revoked API key {api_key.name!r} (id {api_key.id}).")
 
 
 @click.command("monitor")

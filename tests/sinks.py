@@ -31,7 +31,10 @@ class HttpSink:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing was delivered
+                    return
                 with sink.lock:
                     behaviour = sink.script.popleft() if sink.script else sink.default
                 behaviour = behaviour if isinstance(behaviour, dict) else {"status": behaviour}

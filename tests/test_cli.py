@@ -47,5 +47,13 @@ def test_db_upgrade_then_created_keys_work(empty_database_url, tmp_path):
         reader = Client(live.url, read_key)
         assert len(reader.get("/api/v1/applications").json()["items"]) == 1
         assert_envelope(reader.post("/api/v1/applications", json={"name": "y"}), 403, "FORBIDDEN")
+
+        # Rotation: list shows prefixes only; a revoked key stops working at once.
+        listed = run_flask(["api-key", "list"], empty_database_url)
+        read_prefix = read_key.split("_")[1]
+        assert f"hbm_{read_prefix}_…" in listed and read_key not in listed
+        run_flask(["api-key", "revoke", read_prefix], empty_database_url)
+        assert_envelope(reader.get("/api/v1/applications"), 401, "UNAUTHORIZED")
+        assert "revoked" in run_flask(["api-key", "list"], empty_database_url)
     finally:
         live.stop()
