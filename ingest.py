@@ -18,6 +18,7 @@ from collections import deque
 from typing import Any
 
 from flask import Flask
+
 from config import runtime
 from database import db, is_connection_error
 from exceptions import HeartbeatNotFound, ServiceUnavailable
@@ -26,6 +27,7 @@ from monitoring import metrics
 from monitoring.error_tracking import replay_error_records
 from spool import Spool, SpoolFull
 from utils.circuit_breaker import Breaker
+from utils.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,10 @@ class HeartbeatWriter:
     def _write(self, batch: list[_Pending]) -> None:
         with self.app.app_context():
             try:
-                results = write_heartbeats([(p.application_uuid, p.signal) for p in batch])
+                # A dropped connection is retried once at once: a blip is not an outage.
+                results = call_with_retries(_write_batch, [(p.application_uuid, p.signal)
+                                                           for p in batch],
+                                            is_transient=is_connection_error, attempts=2)
                 self.db_breaker.record_success()
             except Exception as error:
                 db.session.rollback()
@@ -136,6 +141,14 @@ class HeartbeatWriter:
             self._wakeup.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_seconds)
+
+
+def _write_batch(items: list[tuple[str, Signal]]) -> list[Any]:
+    try:
+        return write_heartbeats(items)
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 def signal_from_record(record: dict[str, Any]) -> tuple[str, Signal]:

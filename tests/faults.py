@@ -90,6 +90,10 @@ class ChaosProxy:
             except OSError:
                 pass
 
+    def drop_connections(self) -> None:
+        """Kill every open connection once; new ones go through (a restart, a failover)."""
+        self._close_all()
+
     def cut(self) -> None:
         self.mode = "cut"
         self._close_all()

@@ -387,3 +387,27 @@ def test_sigterm_while_the_database_is_down_keeps_the_spool_for_the_next_start(f
         messages = db.session.execute(select(Heartbeat.message)).scalars().all()
     assert exit_code == 0
     assert sorted(messages) == sorted(accepted)
+
+
+def test_dropped_connections_are_a_blip_not_an_outage(fixture):
+    target = make_url(TEST_DATABASE_URL)
+    proxy = ChaosProxy(target.host or "127.0.0.1", target.port or 5432)
+    server = ServerProcess(fixture.env(DATABASE_URL=_through(proxy, fixture.url))).start()
+    try:
+        api = _api(server.url, fixture.key)
+        uuid = api.post(server.url + "/api/v1/applications",
+                        json={"name": "job", "period_seconds": 3600}).json()["uuid"]
+        for round_number in range(3):
+            assert requests.get(f"{server.url}/ping/{uuid}").status_code == 200
+            proxy.drop_connections()  # every pooled connection dies; new ones still work
+            assert requests.post(f"{server.url}/ping/{uuid}", data=f"after-{round_number}")\
+                .status_code == 200
+            assert api.get(server.url + "/api/v1/applications").status_code == 200
+        dependencies = requests.get(server.url + "/health/dependencies").json()["dependencies"]
+        spool = next(entry for entry in dependencies if entry["name"] == "spool")
+    finally:
+        exit_code = server.stop()
+        proxy.close()
+    assert exit_code == 0, server.stderr_tail()
+    assert spool["depth"]["heartbeats_bytes"] == 0  # stored directly, nothing spooled
+    assert fixture.count(select(func.count(Heartbeat.id))) == 6
