@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -259,12 +259,16 @@ def test_monitor_killed_while_delivering_loses_no_alert(fixture, sink):
         exit_code = second.stop()
     assert exit_code == 0, second.stderr_tail()
     with fixture.app.app_context():
+        sessions = db.session.execute(text(
+            "SELECT pid, state, xact_start, left(query, 120) FROM pg_stat_activity "
+            "WHERE datname = current_database()")).all()
         alerts = list(db.session.execute(select(Alert)).scalars())
         alert_ids = {alert.uuid for alert in alerts}
         states = [(alert.uuid[:8], alert.state, alert.attempt_count, alert.last_error,
                    alert.next_attempt_at, alert.claimed_until) for alert in alerts]
     if set(sink.alert_ids()) != alert_ids:  # shown by pytest on failure
-        print("alerts:", *states, "clock:", clock.now, "received:", sink.alert_ids(),
+        print("alerts:", *states, "sessions:", *sessions, "clock:", clock.now,
+              "received:", sink.alert_ids(),
               "monitor log:", second.stderr_tail(), sep="\n")
     assert set(sink.alert_ids()) == alert_ids and len(alert_ids) == 6
 
