@@ -245,6 +245,9 @@ class Deliverer:
         self._lock = threading.Condition()
         self._kind_busy = {kind: 0 for kind in CHANNEL_KINDS}
         self._channel_busy: dict[int, int] = {}
+        # Alerts this process is sending now: never claimed again meanwhile, even when their
+        # lease has run out (a stalled send, or a test clock that jumps).
+        self._in_flight: set[int] = set()
 
     def breaker_for(self, channel_id: int):
         return self.breakers.get(f"channel:{channel_id}")
@@ -263,6 +266,7 @@ class Deliverer:
         with self._lock:
             free = {kind: self.per_kind - busy for kind, busy in self._kind_busy.items()}
             channel_busy = dict(self._channel_busy)
+            in_flight = set(self._in_flight)
         kinds = [kind for kind, slots in free.items() if slots > 0]
         if not kinds:
             return []
@@ -277,6 +281,8 @@ class Deliverer:
             .with_for_update(skip_locked=True, of=Alert)).all()
         chosen = []
         for alert_id, channel_id, kind in rows:
+            if alert_id in in_flight:
+                continue
             breaker = self.breaker_for(channel_id)
             limit = 1 if breaker.state != "closed" else self.per_channel
             if breaker.state == STATE_OPEN or free[kind] <= 0 \
@@ -293,9 +299,10 @@ class Deliverer:
                            .values(claimed_until=lease))
         db.session.commit()
         with self._lock:
-            for _, channel_id, kind in chosen:
+            for alert_id, channel_id, kind in chosen:
                 self._kind_busy[kind] += 1
                 self._channel_busy[channel_id] = self._channel_busy.get(channel_id, 0) + 1
+                self._in_flight.add(alert_id)
         return [(alert_id, channel_id, kind, lease) for alert_id, channel_id, kind in chosen]
 
     def _deliver_claimed(self, alert_id: int, channel_id: int, kind: str,
@@ -309,6 +316,7 @@ class Deliverer:
                 record_error(error, 500)
         finally:
             with self._lock:
+                self._in_flight.discard(alert_id)
                 self._kind_busy[kind] -= 1
                 self._channel_busy[channel_id] -= 1
                 if not self._channel_busy[channel_id]:

@@ -1,6 +1,7 @@
 """§6.4: alerts reach real destinations at least once, survive failures, never double."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
@@ -285,3 +286,24 @@ def test_application_lists_its_channels_and_refuses_unknown_ones(api, sink):
 
 def test_unknown_alert_answers_alert_not_found(api):
     assert_envelope(api.get("/api/v1/alerts/12345"), 404, "ALERT_NOT_FOUND")
+
+
+def test_an_alert_in_flight_is_not_sent_again_when_its_lease_runs_out(
+        api, anonymous, sink, runtime, clock):
+    """A send outliving its lease (a stall, a clock jump) must not be claimed again by the
+    process still sending it: the lowest alert would be resent forever, the others starve."""
+    sink.default = {"status": 200, "hang": 0.5}
+    channel = make_channel(api, name="slow", kind="webhook", url=sink.url)
+    for n in range(4):
+        app = watched_application(api, anonymous, [channel["id"]], name=f"job-{n}")
+        anonymous.get(f"/ping/{app['uuid']}/fail")
+    deliverer = runtime.deliverer
+    assert deliverer.dispatch_due() == 2  # two per channel at once
+    deadline = time.monotonic() + 10
+    while len(set(sink.alert_ids())) < 4 and time.monotonic() < deadline:
+        clock.advance(seconds=600)  # every lease runs out while the sends hang
+        deliverer.dispatch_due()
+        time.sleep(0.05)
+    deliverer.drain(10)
+    assert sorted(collections.Counter(sink.alert_ids()).values()) == [1, 1, 1, 1]
+    assert {a["state"] for a in alerts(api)} == {"delivered"}
