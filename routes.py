@@ -80,10 +80,16 @@ def query_args(schema) -> dict[str, Any]:
     return schema.load(request.args.to_dict())
 
 
+def storable_text(text: str) -> str:
+    """Text as PostgreSQL can store it: a NUL character becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _client_signal(kind: str, **fields: Any) -> Signal:
     return Signal(kind=kind, received_at=runtime().clock.now(),
                   remote_addr=request.remote_addr,
-                  user_agent=(request.user_agent.string or "")[:300] or None, **fields)
+                  user_agent=storable_text(request.user_agent.string or "")[:300] or None,
+                  **fields)
 
 
 # --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
@@ -107,9 +113,9 @@ def ping(uuid: str, signal: str | None = None) -> Response:
     rid = request.args.get("rid")
     if rid is not None:
         rid = parse_uuid(rid)
-    body = read_body()[:MAX_PING_MESSAGE_BYTES]
+    message = storable_text(read_body()[:MAX_PING_MESSAGE_BYTES].decode("utf-8", errors="replace"))
     runtime().writer.accept(application_uuid, _client_signal(
-        kind, exit_code=exit_code, rid=rid, message=body.decode("utf-8", errors="replace")))
+        kind, exit_code=exit_code, rid=rid, message=message))
     return Response("OK", status=200, mimetype="text/plain")
 
 

@@ -7,7 +7,7 @@ import zoneinfo
 
 from croniter import croniter
 from flask import url_for
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from config import runtime
 from models import ALERT_STATES, CHANNEL_KINDS, HEARTBEAT_KINDS, STATUSES
@@ -42,7 +42,31 @@ def _validate_metadata_size(value: dict) -> None:
         raise ValidationError(f"Must be at most {MAX_METADATA_BYTES} bytes when serialized.")
 
 
-class HeartbeatInSchema(Schema):
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+class InputSchema(Schema):
+    """A schema for what clients send: no NUL characters anywhere (PostgreSQL cannot store them)."""
+
+    @pre_load
+    def _refuse_nul(self, data, **kwargs):
+        if isinstance(data, dict):
+            refused = {str(name): ["Must not contain NUL (\\u0000) characters."]
+                       for name, value in data.items()
+                       if _contains_nul(name) or _contains_nul(value)}
+            if refused:
+                raise ValidationError(refused)
+        return data
+
+
+class HeartbeatInSchema(InputSchema):
     status = fields.String(load_default="ok", validate=validate.OneOf(HEARTBEAT_KINDS))
     message = fields.String(load_default="", validate=validate.Length(max=10000))
     duration_ms = fields.Integer(strict=True, validate=validate.Range(min=0, max=2**31 - 1))
@@ -64,7 +88,7 @@ class HeartbeatOutSchema(Schema):
     received_at = UTCDateTime()
 
 
-class ApplicationInSchema(Schema):
+class ApplicationInSchema(InputSchema):
     uuid = fields.UUID(load_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=2000))
@@ -115,14 +139,14 @@ class ApplicationOutSchema(Schema):
         return url_for("ping.ping", uuid=application.uuid, _external=True)
 
 
-class ApplicationListQuerySchema(Schema):
+class ApplicationListQuerySchema(InputSchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     tag = fields.String(validate=validate.Regexp(TAG_PATTERN))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=200))
 
 
-class PageQuerySchema(Schema):
+class PageQuerySchema(InputSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -139,7 +163,7 @@ ApplicationPageSchema = page_schema(ApplicationOutSchema, "ApplicationPage")
 HeartbeatPageSchema = page_schema(HeartbeatOutSchema, "HeartbeatPage")
 
 
-class ErrorListQuerySchema(Schema):
+class ErrorListQuerySchema(InputSchema):
     error_type = fields.String(validate=validate.Length(min=1, max=200))
     resolved = fields.Boolean()
     since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
@@ -229,7 +253,7 @@ class ErrorEnvelopeSchema(Schema):
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
 
 
-class ChannelInSchema(Schema):
+class ChannelInSchema(InputSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
     url = fields.URL(schemes={"http", "https"}, require_tld=False, allow_none=True,

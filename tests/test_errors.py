@@ -72,6 +72,19 @@ def test_invalid_fields_answer_validation_error_with_field_details(api):
     assert all(isinstance(messages, list) for messages in error["details"].values())
 
 
+@pytest.mark.parametrize("method, path, body", [
+    ("post", "/api/v1/applications", {"name": "nightly\x00backup"}),
+    ("post", "/api/v1/channels", {"name": "ops", "kind": "email",
+                                  "addresses": ["ops@example.com"], "headers": {"X\x00": "1"}}),
+    ("get", "/api/v1/applications?tag=db%00", None),
+    ("get", "/api/v1/errors?error_type=%00", None),
+])
+def test_nul_characters_answer_validation_error_not_internal_error(api, method, path, body):
+    # PostgreSQL cannot store or compare strings holding NUL: these were 500s there.
+    error = assert_envelope(api.request(method, path, json=body), 422, "VALIDATION_ERROR")
+    assert all(isinstance(messages, list) for messages in error["details"].values())
+
+
 def test_missing_key_answers_unauthorized(anonymous):
     assert_envelope(anonymous.get("/api/v1/applications"), 401, "UNAUTHORIZED")
 

@@ -37,6 +37,15 @@ def test_ping_body_is_kept_as_message_and_truncated_beyond_100_kb(api, anonymous
     assert newest["kind"] == "log" and len(newest["message"]) == 100 * 1024
 
 
+def test_ping_body_and_user_agent_with_nul_characters_are_stored(api, anonymous, application):
+    # PostgreSQL cannot store NUL: the heartbeat was spooled and then blocked the replay.
+    response = anonymous.post(f"/ping/{application['uuid']}/log", data=b"rows\x00 42",
+                              headers={"User-Agent": "cron\x00job"})
+    assert response.status_code == 200
+    heartbeats = _heartbeats(api, application["uuid"])
+    assert [h["message"] for h in heartbeats] == ["rows\ufffd 42"]
+
+
 def test_start_then_success_with_rid_measures_run_duration(api, anonymous, application, clock):
     rid = str(uuid.uuid4())
     anonymous.get(f"/ping/{application['uuid']}/start?rid={rid}")
@@ -114,6 +123,8 @@ def test_json_heartbeat_without_body_is_a_success(api, anonymous, application):
     ({"metadata": {"blob": "x" * 9000}}, "metadata"),
     ({"metadata": []}, "metadata"),
     ({"surprise": 1}, "surprise"),
+    ({"message": "a\x00b"}, "message"),
+    ({"metadata": {"host\x00": "db1"}}, "metadata"),
 ])
 def test_json_heartbeat_rejects_invalid_fields(anonymous, application, body, field):
     response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",
