@@ -72,6 +72,15 @@ def test_invalid_fields_answer_validation_error_with_field_details(api):
     assert all(isinstance(messages, list) for messages in error["details"].values())
 
 
+def test_invalid_list_items_are_named_by_their_path_in_details(api):
+    response = api.post("/api/v1/applications",
+                        json={"name": "x", "tags": ["db", "not a tag"], "channels": [1, "two"]})
+    error = assert_envelope(response, 422, "VALIDATION_ERROR")
+    assert set(error["details"]) == {"tags.1", "channels.1"}
+    assert all(isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+               for messages in error["details"].values())
+
+
 @pytest.mark.parametrize("method, path, body", [
     ("post", "/api/v1/applications", {"name": "nightly\x00backup"}),
     ("post", "/api/v1/channels", {"name": "ops", "kind": "email",
