@@ -5,7 +5,7 @@ import datetime as dt
 import json
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from flask import url_for
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
@@ -35,6 +35,10 @@ def _validate_timezone(name: str) -> None:
 def _validate_cron(expression: str) -> None:
     if not croniter.is_valid(expression):
         raise ValidationError("Not a valid cron expression.")
+    try:  # valid syntax that never fires (0 0 31 2 *) would fail every deadline computed later
+        croniter(expression, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        raise ValidationError("This cron expression never fires.")
 
 
 def _validate_metadata_size(value: dict) -> None:
@@ -42,28 +46,41 @@ def _validate_metadata_size(value: dict) -> None:
         raise ValidationError(f"Must be at most {MAX_METADATA_BYTES} bytes when serialized.")
 
 
-def _contains_nul(value) -> bool:
+def _unstorable_text(value) -> bool:
+    """True if a string anywhere in `value` holds NUL or a lone surrogate (not storable text)."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
     if isinstance(value, dict):
-        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+        return any(_unstorable_text(key) or _unstorable_text(item) for key, item in value.items())
     if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
+        return any(_unstorable_text(item) for item in value)
     return False
 
 
 class InputSchema(Schema):
-    """A schema for what clients send: no NUL characters anywhere (PostgreSQL cannot store them)."""
+    """A schema for what clients send: only text a database can store (no NUL, no lone
+    surrogates from JSON escapes like \\ud800)."""
 
     @pre_load
-    def _refuse_nul(self, data, **kwargs):
+    def _refuse_unstorable_text(self, data, **kwargs):
         if isinstance(data, dict):
-            refused = {str(name): ["Must not contain NUL (\\u0000) characters."]
+            refused = {_printable(name): ["Must be Unicode text without NUL (\\u0000) characters "
+                                          "or lone surrogates."]
                        for name, value in data.items()
-                       if _contains_nul(name) or _contains_nul(value)}
+                       if _unstorable_text(name) or _unstorable_text(value)}
             if refused:
                 raise ValidationError(refused)
         return data
+
+
+def _printable(name) -> str:
+    return str(name).encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 class HeartbeatInSchema(InputSchema):

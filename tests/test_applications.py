@@ -108,6 +108,15 @@ def test_invalid_cron_is_refused(api):
     assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
 
 
+def test_cron_that_never_fires_is_refused(api, anonymous, application):
+    # February 31st: valid syntax, but every deadline computed from it failed (a 500 on PATCH,
+    # and heartbeats that could not be recorded).
+    anonymous.get(f"/ping/{application['uuid']}")
+    response = api.patch(f"/api/v1/applications/{application['uuid']}",
+                         json={"cron": "0 0 31 2 *"})
+    assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
+
+
 def test_uuid_cannot_be_changed(api, application):
     response = api.patch(f"/api/v1/applications/{application['uuid']}",
                          json={"uuid": "11111111-1111-4111-8111-111111111111"})

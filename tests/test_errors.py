@@ -87,9 +87,12 @@ def test_invalid_list_items_are_named_by_their_path_in_details(api):
                                   "addresses": ["ops@example.com"], "headers": {"X\x00": "1"}}),
     ("get", "/api/v1/applications?tag=db%00", None),
     ("get", "/api/v1/errors?error_type=%00", None),
+    ("post", "/api/v1/applications", {"name": "backup", "description": "lone \ud800"}),
+    ("post", "/api/v1/applications", {"name": "backup", "tags": ["\udfff"]}),
 ])
-def test_nul_characters_answer_validation_error_not_internal_error(api, method, path, body):
-    # PostgreSQL cannot store or compare strings holding NUL: these were 500s there.
+def test_unstorable_text_answers_validation_error_not_internal_error(api, method, path, body):
+    # PostgreSQL cannot store NUL characters or lone surrogates (JSON escapes like \ud800):
+    # these were 500s there.
     error = assert_envelope(api.request(method, path, json=body), 422, "VALIDATION_ERROR")
     assert all(isinstance(messages, list) for messages in error["details"].values())
 

@@ -125,6 +125,8 @@ def test_json_heartbeat_without_body_is_a_success(api, anonymous, application):
     ({"surprise": 1}, "surprise"),
     ({"message": "a\x00b"}, "message"),
     ({"metadata": {"host\x00": "db1"}}, "metadata"),
+    ({"message": "lone \ud800"}, "message"),
+    ({"metadata": {"\udfff": 1}}, "metadata"),
 ])
 def test_json_heartbeat_rejects_invalid_fields(anonymous, application, body, field):
     response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",
