@@ -28,7 +28,7 @@ class UTCDateTime(fields.DateTime):
 def _validate_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
         raise ValidationError("Unknown IANA time zone.")
 
 
@@ -70,17 +70,13 @@ class InputSchema(Schema):
     @pre_load
     def _refuse_unstorable_text(self, data, **kwargs):
         if isinstance(data, dict):
-            refused = {_printable(name): ["Must be Unicode text without NUL (\\u0000) characters "
-                                          "or lone surrogates."]
+            refused = {str(name): ["Must be Unicode text without NUL (\\u0000) characters "
+                                   "or lone surrogates."]
                        for name, value in data.items()
                        if _unstorable_text(name) or _unstorable_text(value)}
             if refused:
                 raise ValidationError(refused)
         return data
-
-
-def _printable(name) -> str:
-    return str(name).encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 class HeartbeatInSchema(InputSchema):
