@@ -35,7 +35,9 @@ def database_url(postgres_url) -> str:
 def app_config(app_config) -> dict:
     # POST /channels/<id>/test sends a real request: never let a slow answer stall the run,
     # and never let a test email leave this machine.
-    return {**app_config, "ALERT_TIMEOUT_SECONDS": 2, "SMTP_URL": ""}
+    # The database is up: an accepted heartbeat must be stored, never left in the spool.
+    return {**app_config, "ALERT_TIMEOUT_SECONDS": 2, "SMTP_URL": "",
+            "INGEST_TIMEOUT_SECONDS": 30}
 
 
 # What JSON Schema cannot say: an opaque cursor, a cron expression, an IANA time zone, the
@@ -50,6 +52,7 @@ class Seeded:
     def __init__(self, app, server, sink):
         self.app = app
         self.sink = sink
+        self.spool = app.extensions["hbmon"].heartbeat_spool
         self.key = make_key(app, "fuzz operator")
         self.read_only_key = make_key(app, "fuzz reader", read_only=True)
         self.operator = Client(server.url, self.key)
@@ -177,6 +180,8 @@ def fuzz_operation(operation, seeded: Seeded) -> None:
         response = case.call(timeout=30)
         assert_error_envelope(response, case)
         case.validate_response(response, additional_checks=[error_envelope])
+        assert seeded.spool.is_empty(), f"a heartbeat the database refused was spooled: " \
+                                        f"{case.as_curl_command()}"
 
     run()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.helpers import assert_envelope
 
@@ -44,6 +45,22 @@ def test_ping_body_and_user_agent_with_nul_characters_are_stored(api, anonymous,
     assert response.status_code == 200
     heartbeats = _heartbeats(api, application["uuid"])
     assert [h["message"] for h in heartbeats] == ["rows\ufffd 42"]
+
+
+@pytest.fixture
+def app_config(app_config) -> dict:
+    # The database is up: an accepted heartbeat must be stored, never left in the spool.
+    return {**app_config, "INGEST_TIMEOUT_SECONDS": 30}
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=64) | st.text(st.characters(exclude_categories=()), max_size=64)
+       .map(lambda text: text.encode("utf-8", errors="surrogatepass")))
+def test_any_ping_body_is_stored_as_the_message(anonymous, application, runtime, body):
+    response = anonymous.post(f"/ping/{application['uuid']}/log", data=body)
+    assert response.status_code == 200 and response.text == "OK"
+    assert runtime.heartbeat_spool.is_empty(), "the database refused the heartbeat"
 
 
 def test_start_then_success_with_rid_measures_run_duration(api, anonymous, application, clock):
