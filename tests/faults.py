@@ -172,7 +172,9 @@ class ServerProcess:
             try:
                 requests.get(self.url + "/ping/not-a-uuid", timeout=1)
                 return self
-            except requests.ConnectionError:
+            # The master listens before its workers have imported the app: a first request may
+            # wait longer than the probe's timeout.
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
