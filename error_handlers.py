@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, current_app, jsonify
 from marshmallow import ValidationError
@@ -58,7 +59,27 @@ def handle_app_error(error: errors.AppError) -> Response:
 
 
 def handle_validation_error(error: ValidationError) -> Response:
-    return error_response(errors.ValidationFailed(error.normalized_messages()))
+    return error_response(errors.ValidationFailed(field_messages(error.normalized_messages())))
+
+
+def field_messages(messages: Any, path: str = "_schema") -> dict[str, list[str]]:
+    """marshmallow's nested messages as one map of field paths to messages (§5 details).
+
+    {"tags": {1: ["Bad."]}} becomes {"tags.1": ["Bad."]}.
+    """
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for name, nested in messages.items():
+            child = str(name) if path == "_schema" else f"{path}.{name}"
+            for field, texts in field_messages(nested, child).items():
+                flat.setdefault(field, []).extend(texts)
+    elif isinstance(messages, (list, tuple)):
+        for message in messages:
+            for field, texts in field_messages(message, path).items():
+                flat.setdefault(field, []).extend(texts)
+    else:
+        flat[path] = [str(messages)]
+    return flat
 
 
 def handle_http_exception(error: HTTPException) -> Response:

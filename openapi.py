@@ -35,6 +35,9 @@ ERROR_CODES = {
     500: "INTERNAL_ERROR",
     503: "DATABASE_UNAVAILABLE or SERVICE_UNAVAILABLE (see Retry-After)",
 }
+# PATCH bodies: any subset of the fields; an application's UUID cannot be changed.
+APPLICATION_CHANGE = schemas.ApplicationInSchema(partial=True, exclude=("uuid",))
+CHANNEL_CHANGE = schemas.ChannelInSchema(partial=True)
 # Every endpoint can answer these.
 COMMON_ERRORS = (405, 413, 429, 500, 503)
 API_ERRORS = (401, 403)
@@ -50,7 +53,7 @@ class Operation:
     tag: str
     responses: dict[int, Any]
     query: type[Schema] | None = None
-    body: type[Schema] | str | None = None
+    body: type[Schema] | Schema | str | None = None
     errors: tuple[int, ...] = ()
     needs_key: bool = True
     description: str = ""
@@ -93,7 +96,7 @@ OPERATIONS: list[Operation] = [
     Operation("/api/v1/applications/<uuid>", "get", "Get an application", "applications",
               {200: _json(schemas.ApplicationOutSchema)}, errors=(400, 404)),
     Operation("/api/v1/applications/<uuid>", "patch", "Change an application", "applications",
-              {200: _json(schemas.ApplicationOutSchema)}, body=schemas.ApplicationInSchema,
+              {200: _json(schemas.ApplicationOutSchema)}, body=APPLICATION_CHANGE,
               errors=(400, 404, 415, 422), description="Send any subset of the fields."),
     Operation("/api/v1/applications/<uuid>", "delete", "Delete an application",
               "applications", {204: {"description": "Deleted"}}, errors=(400, 404)),
@@ -118,7 +121,7 @@ OPERATIONS: list[Operation] = [
     Operation("/api/v1/channels/<int:channel_id>", "get", "Get a channel", "channels",
               {200: _json(schemas.ChannelOutSchema)}, errors=(404,)),
     Operation("/api/v1/channels/<int:channel_id>", "patch", "Change a channel", "channels",
-              {200: _json(schemas.ChannelOutSchema)}, body=schemas.ChannelInSchema,
+              {200: _json(schemas.ChannelOutSchema)}, body=CHANNEL_CHANGE,
               errors=(400, 404, 415, 422), description="Send any subset of the fields."),
     Operation("/api/v1/channels/<int:channel_id>", "delete", "Delete a channel", "channels",
               {204: {"description": "Deleted"}}, errors=(404,)),
@@ -225,6 +228,8 @@ def build_openapi(title: str = "Heartbeat Monitor") -> dict[str, Any]:
                    info={"description": "Watches cron jobs and services through heartbeats. "
                                         "Every error is the envelope `ErrorEnvelope`."})
     spec.components.schema("ErrorEnvelope", schema=schemas.ErrorEnvelopeSchema)
+    spec.components.schema("ApplicationChange", schema=APPLICATION_CHANGE)
+    spec.components.schema("ChannelChange", schema=CHANNEL_CHANGE)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header",
                                                 "name": "X-Api-Key"})

@@ -107,10 +107,16 @@ def query_args(schema) -> dict[str, Any]:
     return schema.load(request.args.to_dict())
 
 
+def storable_text(text: str) -> str:
+    """Text as PostgreSQL can store it: a NUL character becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _client_signal(kind: str, **fields: Any) -> Signal:
     return Signal(kind=kind, received_at=runtime().clock.now(),
                   remote_addr=request.remote_addr,
-                  user_agent=(request.user_agent.string or "")[:300] or None, **fields)
+                  user_agent=storable_text(request.user_agent.string or "")[:300] or None,
+                  **fields)
 
 
 # --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
@@ -134,9 +140,9 @@ def ping(uuid: str, signal: str | None = None) -> Response:
     rid = request.args.get("rid")
     if rid is not None:
         rid = parse_uuid(rid)
-    body = read_body()[:MAX_PING_MESSAGE_BYTES]
+    message = storable_text(read_body()[:MAX_PING_MESSAGE_BYTES].decode("utf-8", errors="replace"))
     runtime().writer.accept(application_uuid, _client_signal(
-        kind, exit_code=exit_code, rid=rid, message=body.decode("utf-8", errors="replace")))
+        kind, exit_code=exit_code, rid=rid, message=message))
     return Response("OK", status=200, mimetype="text/plain")
 
 
@@ -235,7 +241,14 @@ def list_channels():
 @api_bp.post("/channels")
 def create_channel():
     fields = ChannelInSchema().load(json_body())
-    return ChannelOutSchema().dump(channels.create_channel(fields, runtime().clock.now())), 201
+    now = runtime().clock.now()
+    # channels.create_channel sets is_operator itself (a second value was a TypeError, a 500);
+    # until it takes the field, an operator channel is marked right after it is created.
+    is_operator = fields.pop("is_operator", False)
+    channel = channels.create_channel(fields, now)
+    if is_operator:
+        channel = channels.update_channel(channel.id, {"is_operator": True}, now)
+    return ChannelOutSchema().dump(channel), 201
 
 
 @api_bp.get("/channels/<int:channel_id>")

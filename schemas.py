@@ -5,9 +5,9 @@ import datetime as dt
 import json
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from flask import url_for
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from config import runtime
 from models import ALERT_STATES, CHANNEL_KINDS, HEARTBEAT_KINDS, STATUSES
@@ -29,13 +29,17 @@ class UTCDateTime(fields.DateTime):
 def _validate_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
         raise ValidationError("Unknown IANA time zone.")
 
 
 def _validate_cron(expression: str) -> None:
     if not croniter.is_valid(expression):
         raise ValidationError("Not a valid cron expression.")
+    try:  # valid syntax that never fires (0 0 31 2 *) would fail every deadline computed later
+        croniter(expression, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        raise ValidationError("This cron expression never fires.")
 
 
 def _validate_metadata_size(value: dict) -> None:
@@ -43,7 +47,40 @@ def _validate_metadata_size(value: dict) -> None:
         raise ValidationError(f"Must be at most {MAX_METADATA_BYTES} bytes when serialized.")
 
 
-class HeartbeatInSchema(Schema):
+def _unstorable_text(value) -> bool:
+    """True if a string anywhere in `value` holds NUL or a lone surrogate (not storable text)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_unstorable_text(key) or _unstorable_text(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_unstorable_text(item) for item in value)
+    return False
+
+
+class InputSchema(Schema):
+    """A schema for what clients send: only text a database can store (no NUL, no lone
+    surrogates from JSON escapes like \\ud800)."""
+
+    @pre_load
+    def _refuse_unstorable_text(self, data, **kwargs):
+        if isinstance(data, dict):
+            refused = {str(name): ["Must be Unicode text without NUL (\\u0000) characters "
+                                   "or lone surrogates."]
+                       for name, value in data.items()
+                       if _unstorable_text(name) or _unstorable_text(value)}
+            if refused:
+                raise ValidationError(refused)
+        return data
+
+
+class HeartbeatInSchema(InputSchema):
     status = fields.String(load_default="ok", validate=validate.OneOf(HEARTBEAT_KINDS))
     message = fields.String(load_default="", validate=validate.Length(max=10000))
     duration_ms = fields.Integer(strict=True, validate=validate.Range(min=0, max=2**31 - 1))
@@ -65,7 +102,7 @@ class HeartbeatOutSchema(Schema):
     received_at = UTCDateTime()
 
 
-class ApplicationInSchema(Schema):
+class ApplicationInSchema(InputSchema):
     uuid = fields.UUID(load_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=2000))
@@ -116,14 +153,14 @@ class ApplicationOutSchema(Schema):
         return url_for("ping.ping", uuid=application.uuid, _external=True)
 
 
-class ApplicationListQuerySchema(Schema):
+class ApplicationListQuerySchema(InputSchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     tag = fields.String(validate=validate.Regexp(TAG_PATTERN))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=200))
 
 
-class PageQuerySchema(Schema):
+class PageQuerySchema(InputSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -140,7 +177,7 @@ ApplicationPageSchema = page_schema(ApplicationOutSchema, "ApplicationPage")
 HeartbeatPageSchema = page_schema(HeartbeatOutSchema, "HeartbeatPage")
 
 
-class ErrorListQuerySchema(Schema):
+class ErrorListQuerySchema(InputSchema):
     error_type = fields.String(validate=validate.Length(min=1, max=200))
     resolved = fields.Boolean()
     since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
@@ -240,7 +277,7 @@ class ErrorEnvelopeSchema(Schema):
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
 
 
-class ChannelInSchema(Schema):
+class ChannelInSchema(InputSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
     url = fields.URL(schemes={"http", "https"}, require_tld=False, allow_none=True,

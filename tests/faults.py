@@ -176,7 +176,9 @@ class ServerProcess:
             try:
                 requests.get(self.url + "/ping/not-a-uuid", timeout=5)
                 return self
-            except requests.RequestException:  # not listening yet, or still busy starting
+            # The master listens before its workers have imported the app: a first request may
+            # wait longer than the probe's timeout.
+            except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 

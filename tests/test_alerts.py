@@ -34,6 +34,14 @@ def alerts(api, state=None) -> list[dict]:
     return api.get(f"/api/v1/alerts{query}").json()["items"]
 
 
+@pytest.mark.parametrize("is_operator", [True, False])
+def test_channel_is_created_with_its_operator_flag(api, sink, is_operator):
+    # Sending the flag at creation answered 500 (the field was passed twice).
+    channel = make_channel(api, name="ops", kind="webhook", url=sink.url, is_operator=is_operator)
+    assert channel["is_operator"] is is_operator
+    assert api.get(f"/api/v1/channels/{channel['id']}").json()["is_operator"] is is_operator
+
+
 def test_down_alert_is_delivered_to_a_webhook_with_idempotency_key_and_signature(
         api, anonymous, sink, runtime, clock):
     channel = make_channel(api, name="ops hook", kind="webhook", url=sink.url,

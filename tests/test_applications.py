@@ -1,6 +1,8 @@
 """§4: operators manage applications over the API."""
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import assert_envelope
 
 
@@ -105,6 +107,23 @@ def test_period_and_cron_together_are_refused(api):
 
 def test_invalid_cron_is_refused(api):
     response = api.post("/api/v1/applications", json={"name": "x", "cron": "every day"})
+    assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
+
+
+@pytest.mark.parametrize("timezone", ["Europe", "é" * 200])
+def test_time_zone_that_is_not_a_zone_file_is_refused(api, timezone):
+    # A directory of the zone database, or a name too long for a file name, answered 500.
+    response = api.post("/api/v1/applications",
+                        json={"name": "x", "cron": "0 3 * * *", "timezone": timezone})
+    assert "timezone" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
+
+
+def test_cron_that_never_fires_is_refused(api, anonymous, application):
+    # February 31st: valid syntax, but every deadline computed from it failed (a 500 on PATCH,
+    # and heartbeats that could not be recorded).
+    anonymous.get(f"/ping/{application['uuid']}")
+    response = api.patch(f"/api/v1/applications/{application['uuid']}",
+                         json={"cron": "0 0 31 2 *"})
     assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
 
 

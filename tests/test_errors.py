@@ -72,6 +72,31 @@ def test_invalid_fields_answer_validation_error_with_field_details(api):
     assert all(isinstance(messages, list) for messages in error["details"].values())
 
 
+def test_invalid_list_items_are_named_by_their_path_in_details(api):
+    response = api.post("/api/v1/applications",
+                        json={"name": "x", "tags": ["db", "not a tag"], "channels": [1, "two"]})
+    error = assert_envelope(response, 422, "VALIDATION_ERROR")
+    assert set(error["details"]) == {"tags.1", "channels.1"}
+    assert all(isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+               for messages in error["details"].values())
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("post", "/api/v1/applications", {"name": "nightly\x00backup"}),
+    ("post", "/api/v1/channels", {"name": "ops", "kind": "email",
+                                  "addresses": ["ops@example.com"], "headers": {"X\x00": "1"}}),
+    ("get", "/api/v1/applications?tag=db%00", None),
+    ("get", "/api/v1/errors?error_type=%00", None),
+    ("post", "/api/v1/applications", {"name": "backup", "description": "lone \ud800"}),
+    ("post", "/api/v1/applications", {"name": "backup", "tags": ["\udfff"]}),
+])
+def test_unstorable_text_answers_validation_error_not_internal_error(api, method, path, body):
+    # PostgreSQL cannot store NUL characters or lone surrogates (JSON escapes like \ud800):
+    # these were 500s there.
+    error = assert_envelope(api.request(method, path, json=body), 422, "VALIDATION_ERROR")
+    assert all(isinstance(messages, list) for messages in error["details"].values())
+
+
 def test_missing_key_answers_unauthorized(anonymous):
     assert_envelope(anonymous.get("/api/v1/applications"), 401, "UNAUTHORIZED")
 

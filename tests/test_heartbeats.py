@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.helpers import assert_envelope
 
@@ -35,6 +36,31 @@ def test_ping_body_is_kept_as_message_and_truncated_beyond_100_kb(api, anonymous
     newest, oldest = _heartbeats(api, application["uuid"])[:2]
     assert oldest["message"] == "backup done: 42 files"
     assert newest["kind"] == "log" and len(newest["message"]) == 100 * 1024
+
+
+def test_ping_body_and_user_agent_with_nul_characters_are_stored(api, anonymous, application):
+    # PostgreSQL cannot store NUL: the heartbeat was spooled and then blocked the replay.
+    response = anonymous.post(f"/ping/{application['uuid']}/log", data=b"rows\x00 42",
+                              headers={"User-Agent": "cron\x00job"})
+    assert response.status_code == 200
+    heartbeats = _heartbeats(api, application["uuid"])
+    assert [h["message"] for h in heartbeats] == ["rows\ufffd 42"]
+
+
+@pytest.fixture
+def app_config(app_config) -> dict:
+    # The database is up: an accepted heartbeat must be stored, never left in the spool.
+    return {**app_config, "INGEST_TIMEOUT_SECONDS": 30}
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=64) | st.text(st.characters(exclude_categories=()), max_size=64)
+       .map(lambda text: text.encode("utf-8", errors="surrogatepass")))
+def test_any_ping_body_is_stored_as_the_message(anonymous, application, runtime, body):
+    response = anonymous.post(f"/ping/{application['uuid']}/log", data=body)
+    assert response.status_code == 200 and response.text == "OK"
+    assert runtime.heartbeat_spool.is_empty(), "the database refused the heartbeat"
 
 
 def test_start_then_success_with_rid_measures_run_duration(api, anonymous, application, clock):
@@ -114,6 +140,10 @@ def test_json_heartbeat_without_body_is_a_success(api, anonymous, application):
     ({"metadata": {"blob": "x" * 9000}}, "metadata"),
     ({"metadata": []}, "metadata"),
     ({"surprise": 1}, "surprise"),
+    ({"message": "a\x00b"}, "message"),
+    ({"metadata": {"host\x00": "db1"}}, "metadata"),
+    ({"message": "lone \ud800"}, "message"),
+    ({"metadata": {"\udfff": 1}}, "metadata"),
 ])
 def test_json_heartbeat_rejects_invalid_fields(anonymous, application, body, field):
     response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",

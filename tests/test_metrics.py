@@ -123,7 +123,7 @@ def gunicorn_server(postgres_databases, tmp_path):
         try:
             if requests.get(base_url + "/health", timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # workers still importing the app
             pass
         assert process.poll() is None, log_path.read_text()
         assert time.monotonic() < deadline, "gunicorn did not start:\n" + log_path.read_text()

@@ -40,6 +40,16 @@ def test_request_bodies_come_from_the_validating_schemas(anonymous):
     assert {"error_type", "resolved", "since", "until", "limit", "cursor", "format"} <= query
 
 
+def test_patch_bodies_take_any_subset_of_the_fields(anonymous):
+    document = anonymous.get("/openapi.json").json()
+    for path, name in (("/api/v1/applications/{uuid}", "ApplicationChange"),
+                       ("/api/v1/channels/{channel_id}", "ChannelChange")):
+        body = document["paths"][path]["patch"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{name}"}
+        assert "required" not in document["components"]["schemas"][name]
+    assert "uuid" not in document["components"]["schemas"]["ApplicationChange"]["properties"]
+
+
 def test_error_responses_use_the_envelope(anonymous):
     document = anonymous.get("/openapi.json").json()
     envelope = document["components"]["schemas"]["ErrorEnvelope"]
