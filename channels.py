@@ -43,7 +43,7 @@ def _check_complete(channel: Channel) -> None:
 
 
 def create_channel(fields: dict[str, Any], now: dt.datetime) -> Channel:
-    channel = Channel(created_at=now, updated_at=now, is_operator=False, **fields)
+    channel = Channel(created_at=now, updated_at=now, **{"is_operator": False, **fields})
     _check_complete(channel)
     db.session.add(channel)
     db.session.commit()

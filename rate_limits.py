@@ -6,7 +6,8 @@
 - the management API: API_RATE_LIMIT per API key (per client address before a key is known);
 - dashboard sign-in: LOGIN_RATE_LIMIT per client address, against key guessing.
 
-`memory://` counts in each process; with several workers or instances use a shared store such
+Only a refused request carries `Retry-After` (set by error_handlers.py); other answers carry
+no rate-limit headers. `memory://` counts in each process; with several workers or instances use a shared store such
 as `redis://127.0.0.1:6379/0`. When that store is unreachable requests are let through (the
 limiter falls back to per-process counts): a monitor must not refuse heartbeats because its
 rate-limit store is down. Over a limit: 429 `RATE_LIMITED` with `Retry-After`.
@@ -53,7 +54,7 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
     """A limiter for this app with the limits above (fixed windows: cheap, Redis-friendly)."""
     limiter = Limiter(key_func=client_address, app=app,
                       storage_uri=settings.RATE_LIMIT_STORAGE_URL,
-                      strategy="fixed-window", headers_enabled=True, swallow_errors=True,
+                      strategy="fixed-window", headers_enabled=False, swallow_errors=True,
                       in_memory_fallback_enabled=True, key_prefix="hbmon")
     app.extensions[EXTENSION] = limiter
     ping_bp, api_bp, dashboard_bp = (app.blueprints[name] for name in ("ping", "api", "dashboard"))

@@ -241,13 +241,7 @@ def list_channels():
 @api_bp.post("/channels")
 def create_channel():
     fields = ChannelInSchema().load(json_body())
-    now = runtime().clock.now()
-    # channels.create_channel sets is_operator itself (a second value was a TypeError, a 500);
-    # until it takes the field, an operator channel is marked right after it is created.
-    is_operator = fields.pop("is_operator", False)
-    channel = channels.create_channel(fields, now)
-    if is_operator:
-        channel = channels.update_channel(channel.id, {"is_operator": True}, now)
+    channel = channels.create_channel(fields, runtime().clock.now())
     return ChannelOutSchema().dump(channel), 201
 
 

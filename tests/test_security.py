@@ -58,7 +58,8 @@ def test_pings_over_the_limit_per_uuid_and_client_get_429(serve):
     limited, other = new_application(api), new_application(api)
     assert [anonymous.get(f"/ping/{limited}").status_code for _ in range(3)] == [200] * 3
     assert_rate_limited(anonymous.post(f"/ping/{limited}/fail"))
-    assert anonymous.get(f"/ping/{other}").status_code == 200
+    accepted = anonymous.get(f"/ping/{other}")
+    assert accepted.status_code == 200 and "Retry-After" not in accepted.headers
     stored = api.get(f"/api/v1/applications/{limited}/heartbeats").json()["items"]
     assert len(stored) == 3  # a refused ping is not recorded
 
@@ -243,7 +244,7 @@ def test_over_long_strings_are_refused_with_field_details(api, field, value):
         body.pop("period_seconds")
     error = assert_envelope(api.post("/api/v1/applications", json=body), 422,
                             "VALIDATION_ERROR")
-    assert field in error["details"]
+    assert [key.split(".")[0] for key in error["details"]] == [field]  # e.g. tags.0
 
 
 def test_every_answer_carries_security_headers(server, api):
