@@ -84,8 +84,8 @@ class HeartbeatWriter:
             if pending.done.wait(self.timeout_seconds):
                 if pending.error is None:
                     return Accepted(pending.result, spooled=False)
-                if isinstance(pending.error, HeartbeatNotFound):
-                    raise pending.error
+                if not is_connection_error(pending.error):
+                    raise pending.error  # unknown UUID, or a heartbeat no database would take
         return Accepted(self.spool_heartbeat(application_uuid, signal), spooled=True)
 
     def spool_heartbeat(self, application_uuid: str, signal: Signal) -> dict[str, Any]:
@@ -117,15 +117,17 @@ class HeartbeatWriter:
                                             is_transient=is_connection_error, attempts=2)
                 self.db_breaker.record_success()
             except Exception as error:
-                db.session.rollback()
                 if is_connection_error(error):
                     self.db_breaker.record_failure(error)
-                else:
-                    log.exception("heartbeat batch failed")
-                for pending in batch:
-                    pending.error = error
-                    pending.done.set()
-                return
+                    for pending in batch:  # each request spools its own heartbeat
+                        pending.error = error
+                        pending.done.set()
+                    return
+                # One bad heartbeat must not take its batch down with it: write them one by
+                # one, so only the bad one fails (and is answered with an error, not spooled,
+                # since it could never be stored).
+                log.exception("heartbeat batch failed; writing its heartbeats one by one")
+                results = [self._write_one(pending) for pending in batch]
         for pending, result in zip(batch, results):
             if isinstance(result, BaseException):
                 pending.error = result
@@ -133,6 +135,13 @@ class HeartbeatWriter:
                 pending.result = result
                 metrics.HEARTBEATS.labels(kind=pending.signal.kind).inc()
             pending.done.set()
+
+    @staticmethod
+    def _write_one(pending: _Pending) -> Any:
+        try:
+            return _write_batch([(pending.application_uuid, pending.signal)])[0]
+        except Exception as error:
+            return error
 
     def stop(self, timeout_seconds: float = 10.0) -> None:
         """Finish what is queued, then stop."""
@@ -162,14 +171,39 @@ def signal_from_record(record: dict[str, Any]) -> tuple[str, Signal]:
 
 
 def replay_heartbeats(spool: Spool) -> int:
-    """Store every spooled heartbeat, oldest first, once; unknown UUIDs are dropped."""
+    """Store every spooled heartbeat, oldest first, once; unknown UUIDs are dropped.
+
+    A record the database refuses for a reason other than being unreachable is set aside in
+    the spool's `.rejected` file, so it cannot block every later replay.
+    """
     def store(records: list[dict[str, Any]]) -> None:
-        items = [signal_from_record(record) for record in records]
-        for (application_uuid, _), result in zip(items, write_heartbeats(items, replay=True)):
-            if isinstance(result, HeartbeatNotFound):
-                log.info("dropped a spooled heartbeat for unknown application %s",
-                         application_uuid)
+        try:
+            _store_records(records)
+        except Exception as error:
+            if is_connection_error(error):
+                raise  # the database went away again: the file stays for the next replay
+            for record in records:
+                try:
+                    _store_records([record])
+                except Exception as refused:
+                    if is_connection_error(refused):
+                        raise
+                    log.error("set aside a spooled heartbeat the database refuses (%s)",
+                              type(refused).__name__)
+                    spool.set_aside(record)
     return spool.replay(store)
+
+
+def _store_records(records: list[dict[str, Any]]) -> None:
+    items = [signal_from_record(record) for record in records]
+    try:
+        results = write_heartbeats(items, replay=True)
+    except Exception:
+        db.session.rollback()
+        raise
+    for (application_uuid, _), result in zip(items, results):
+        if isinstance(result, HeartbeatNotFound):
+            log.info("dropped a spooled heartbeat for unknown application %s", application_uuid)
 
 
 def replay_spools(now: dt.datetime) -> None:

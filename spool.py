@@ -60,6 +60,18 @@ class Spool:
             finally:
                 os.close(fd)
 
+    def set_aside(self, record: dict[str, Any]) -> None:
+        """Keep a record that can never be replayed in `<stream>.rejected`, for an operator."""
+        self._ensure_directory()
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        fd = os.open(self.directory / f"{self.stream}.rejected",
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def pending_files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []

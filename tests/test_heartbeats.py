@@ -1,11 +1,17 @@
 """§3: the Healthchecks-compatible ping URLs and the JSON heartbeat form."""
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import select
 
+from database import db
+from heartbeat_monitor import Signal
+from ingest import replay_heartbeats
+from models import Heartbeat
 from tests.helpers import assert_envelope
 
 
@@ -172,3 +178,51 @@ def test_heartbeats_are_listed_newest_first_across_pages(api, anonymous, applica
         if not cursor:
             break
     assert seen == [f"beat {n}" for n in reversed(range(5))]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_heartbeat_the_database_refuses_fails_alone_and_is_not_spooled(app, application,
+                                                                         runtime, clock):
+    """PostgreSQL refuses NUL in text: the bad heartbeat gets an error, its batch mates are
+    stored, and nothing lands in the spool that could never be replayed."""
+    uuid = application["uuid"]
+    good = [Signal(kind="ok", received_at=clock.now(), message=f"good-{n}") for n in range(3)]
+    bad = Signal(kind="ok", received_at=clock.now(), message="bad\x00")
+    answers = {}
+
+    def send(name, signal):
+        with app.app_context():
+            try:
+                answers[name] = runtime.writer.accept(uuid, signal).spooled
+            except Exception as error:  # noqa: BLE001 (the answer under test)
+                answers[name] = type(error).__name__
+
+    threads = [threading.Thread(target=send, args=(f"good-{n}", signal))
+               for n, signal in enumerate(good)] + [threading.Thread(target=send,
+                                                                     args=("bad", bad))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers["bad"] not in (True, False)  # an error, neither stored nor spooled
+    assert [answers[f"good-{n}"] for n in range(3)] == [False, False, False]
+    assert runtime.heartbeat_spool.is_empty()
+    with app.app_context():
+        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    assert sorted(m for m in messages if m.startswith("good")) == ["good-0", "good-1", "good-2"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_spooled_record_the_database_refuses_is_set_aside_not_blocking(app, application,
+                                                                         runtime, clock):
+    uuid = application["uuid"]
+    for n, message in enumerate(["before", "poison\x00", "after"]):
+        runtime.writer.spool_heartbeat(uuid, Signal(kind="ok", received_at=clock.now(),
+                                                    message=message))
+    with app.app_context():
+        assert replay_heartbeats(runtime.heartbeat_spool) == 3
+        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    assert {"before", "after"} <= set(messages) and "poison\x00" not in messages
+    assert runtime.heartbeat_spool.is_empty()
+    rejected = (runtime.heartbeat_spool.directory / "heartbeats.rejected").read_text()
+    assert '"poison\\u0000"' in rejected
