@@ -217,14 +217,10 @@ def status_by_time(application: Application, now: dt.datetime) -> tuple[str, str
 def apply_transition(application: Application, transition: Transition,
                      now: dt.datetime) -> Incident | None:
     """Open or resolve the incident and queue one alert per channel (same transaction)."""
-    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
     if transition.kind == "opened":
-        incident = Incident(application_id=application.id, reason=transition.reason,
-                            started_at=now)
-        db.session.add(incident)
-        db.session.flush()
-        enqueue_application_alerts(application, incident, "application.down", now, max_age)
+        (incident,) = open_incidents([(application, transition.reason)], now)
         return incident
+    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
     incident = db.session.execute(
         select(Incident).where(Incident.application_id == application.id,
                                Incident.resolved_at.is_(None))
@@ -234,6 +230,18 @@ def apply_transition(application: Application, transition: Transition,
     incident.resolved_at = now
     enqueue_application_alerts(application, incident, "application.up", now, max_age)
     return incident
+
+
+def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> list[Incident]:
+    """Open an incident per (application, reason) and queue its alerts; one flush for all."""
+    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
+    incidents = [Incident(application_id=application.id, reason=reason, started_at=now)
+                 for application, reason in opening]
+    db.session.add_all(incidents)
+    db.session.flush()  # the alerts' payloads carry the incidents' ids
+    for (application, _), incident in zip(opening, incidents):
+        enqueue_application_alerts(application, incident, "application.down", now, max_age)
+    return incidents
 
 
 # --- The monitor: finds applications whose deadline passed -----------------------------------
@@ -296,6 +304,7 @@ def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
         .order_by(Application.next_check_at).limit(limit)
         .with_for_update(skip_locked=True)).scalars().all()
     changed = 0
+    opening: list[tuple[Application, str]] = []
     for application in due:
         status, reason = status_by_time(application, now)
         if status != application.status:
@@ -306,8 +315,10 @@ def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
             if status == "down":
                 application.last_start_at = None
                 if previous != "down":
-                    apply_transition(application, Transition("opened", reason or "missed"), now)
+                    opening.append((application, reason or "missed"))
         application.next_check_at = next_check_at(application)
+    if opening:
+        open_incidents(opening, now)
     db.session.commit()
     return changed, len(due)
 
