@@ -374,12 +374,16 @@ class Deliverer:
         """Deliver until nothing is due and nothing is in flight (for tests and shutdown)."""
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
+            with self._lock:
+                was_busy = any(self._kind_busy.values())
             started = self.dispatch_due()
             with self._lock:
                 busy = any(self._kind_busy.values())
                 if busy:
                     self._lock.wait(0.05)
-            if not started and not busy:
+            # A delivery that finished during the pass (a probe closing its breaker) may have
+            # freed alerts the pass skipped: done only after a pass that began with none busy.
+            if not started and not busy and not was_busy:
                 return
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
