@@ -86,10 +86,9 @@ def main() -> bool:
                               created_at=NOW, updated_at=NOW)
             db.session.add(channel)
             db.session.flush()
-            due_ids = list(db.session.execute(select(Application.id).order_by(Application.id)
-                                              .offset(0).limit(TOTAL).where(
-                                                  Application.id % (TOTAL // DUE) == 0)
-                                              .limit(DUE)).scalars())
+            due_ids = list(db.session.execute(  # spread over the whole id range
+                select(Application.id).where(Application.id % (TOTAL // DUE) == 0)
+                .order_by(Application.id).limit(DUE)).scalars())
             db.session.execute(insert(application_channels),
                                [{"application_id": i, "channel_id": channel.id} for i in due_ids])
             db.session.commit()
