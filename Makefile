@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test bench monitor system-test-deps clean
+.PHONY: run test bench bench-deps monitor system-test-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ monitor: $(VENV)/.requirements
 test: $(VENV)/.requirements-dev system-test-deps
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.requirements-dev
+bench: $(VENV)/.requirements-dev bench-deps
 	$(BIN)/python bench/run_all.py
+
+# The load generator of the ingest and memory benchmarks (Debian's wrk); installed once.
+bench-deps:
+	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 
 # Debian packages the end-to-end tests drive (headless Chromium); installed once.
 system-test-deps:

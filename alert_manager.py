@@ -42,6 +42,7 @@ from utils.ssrf_guard import ForbiddenTarget, guarded_session
 log = logging.getLogger(__name__)
 
 USER_AGENT = "HeartbeatMonitor/1.0"
+EXPIRE_INTERVAL = dt.timedelta(seconds=1)
 
 
 class PermanentDeliveryError(Exception):
@@ -248,15 +249,21 @@ class Deliverer:
         # Alerts this process is sending now: never claimed again meanwhile, even when their
         # lease has run out (a stalled send, or a test clock that jumps).
         self._in_flight: set[int] = set()
+        self._expired_at: dt.datetime | None = None
 
     def breaker_for(self, channel_id: int):
         return self.breakers.get(f"channel:{channel_id}")
 
-    # One pass: expire, claim what has a free slot, start sending it.
+    # One pass: expire (at most once a second), claim what has a free slot, start sending it.
     def dispatch_due(self) -> int:
         now = self.clock.now()
         with self.app.app_context():
-            expire_alerts(now)
+            # Expiring scans every pending alert; a pass runs after each delivery. The claim
+            # skips expired alerts itself, so marking them dead may wait a second.
+            last = self._expired_at
+            if last is None or not last <= now < last + EXPIRE_INTERVAL:
+                expire_alerts(now)
+                self._expired_at = now
             claimed = self._claim(now)
         for alert_id, channel_id, kind, lease in claimed:
             self._pools[kind].submit(self._deliver_claimed, alert_id, channel_id, kind, lease)
@@ -274,6 +281,7 @@ class Deliverer:
             select(Alert.id, Alert.channel_id, Channel.kind)
             .join(Channel, Channel.id == Alert.channel_id)
             .where(Alert.state == "pending", Alert.next_attempt_at <= now,
+                   Alert.expires_at > now,
                    or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
                    Channel.kind.in_(kinds))
             .order_by(Alert.next_attempt_at, Alert.id)
@@ -374,12 +382,16 @@ class Deliverer:
         """Deliver until nothing is due and nothing is in flight (for tests and shutdown)."""
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
+            with self._lock:
+                was_busy = any(self._kind_busy.values())
             started = self.dispatch_due()
             with self._lock:
                 busy = any(self._kind_busy.values())
                 if busy:
                     self._lock.wait(0.05)
-            if not started and not busy:
+            # A delivery that finished during the pass (a probe closing its breaker) may have
+            # freed alerts the pass skipped: done only after a pass that began with none busy.
+            if not started and not busy and not was_busy:
                 return
 
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:

@@ -45,6 +45,8 @@ def engine_options(settings: Settings) -> dict:
         "max_overflow": 10,
         "pool_timeout": settings.DB_CONNECT_TIMEOUT_SECONDS + 1,
         "pool_recycle": 1800,
+        # ORM flushes of several rows (a heartbeat batch's applications) in one round trip.
+        "executemany_mode": "values_plus_batch",
         "connect_args": {
             "connect_timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
             # A stalled server must not hang a request forever.

@@ -9,7 +9,8 @@ import time
 from typing import Any, Callable
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import lazyload
 
 from alert_manager import enqueue_application_alerts
 from config import runtime
@@ -74,12 +75,14 @@ def write_heartbeats(items: list[tuple[str, Signal]], *,
     uuids = sorted({application_uuid for application_uuid, _ in items})
     applications = {application.uuid: application for application in db.session.execute(
         select(Application).where(Application.uuid.in_(uuids)).order_by(Application.id)
+        .options(lazyload(Application.tag_rows), lazyload(Application.channels))
         .with_for_update()).scalars()}
     stored: set[str] = set()
     if replay:
         stored = set(db.session.execute(select(Heartbeat.uuid).where(
             Heartbeat.uuid.in_([signal.uuid for _, signal in items]))).scalars())
     results: list[dict[str, Any] | BaseException] = []
+    rows: list[dict[str, Any]] = []
     for application_uuid, signal in items:
         application = applications.get(application_uuid)
         if application is None:
@@ -89,12 +92,11 @@ def write_heartbeats(items: list[tuple[str, Signal]], *,
             results.append(heartbeat_view(application_uuid, signal))
             continue
         heartbeat = Heartbeat(
-            uuid=signal.uuid, application=application, kind=signal.kind,
+            uuid=signal.uuid, application_id=application.id, kind=signal.kind,
             exit_code=signal.exit_code, message=signal.message, duration_ms=signal.duration_ms,
             metadata_json=signal.metadata, rid=signal.rid, source=signal.source,
             remote_addr=signal.remote_addr, user_agent=signal.user_agent,
             received_at=signal.received_at)
-        db.session.add(heartbeat)
         stale = replay and application.last_heartbeat_at is not None \
             and signal.received_at < application.last_heartbeat_at
         if not stale:
@@ -102,9 +104,21 @@ def write_heartbeats(items: list[tuple[str, Signal]], *,
             if transition is not None:
                 apply_transition(application, transition, signal.received_at)
         stored.add(signal.uuid)
+        rows.append(_heartbeat_row(heartbeat))
         results.append(heartbeat_view(application_uuid, signal, heartbeat.duration_ms))
+    if rows:
+        # One multi-row INSERT for the batch; the heartbeats' ids are never read back.
+        db.session.execute(insert(Heartbeat), rows)
     db.session.commit()
     return results
+
+
+_HEARTBEAT_COLUMNS = ("uuid", "application_id", "kind", "exit_code", "message", "duration_ms",
+                      "metadata_json", "rid", "source", "remote_addr", "user_agent", "received_at")
+
+
+def _heartbeat_row(heartbeat: Heartbeat) -> dict[str, Any]:
+    return {name: getattr(heartbeat, name) for name in _HEARTBEAT_COLUMNS}
 
 
 def heartbeat_view(application_uuid: str, signal: Signal,
@@ -203,14 +217,10 @@ def status_by_time(application: Application, now: dt.datetime) -> tuple[str, str
 def apply_transition(application: Application, transition: Transition,
                      now: dt.datetime) -> Incident | None:
     """Open or resolve the incident and queue one alert per channel (same transaction)."""
-    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
     if transition.kind == "opened":
-        incident = Incident(application_id=application.id, reason=transition.reason,
-                            started_at=now)
-        db.session.add(incident)
-        db.session.flush()
-        enqueue_application_alerts(application, incident, "application.down", now, max_age)
+        (incident,) = open_incidents([(application, transition.reason)], now)
         return incident
+    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
     incident = db.session.execute(
         select(Incident).where(Incident.application_id == application.id,
                                Incident.resolved_at.is_(None))
@@ -220,6 +230,18 @@ def apply_transition(application: Application, transition: Transition,
     incident.resolved_at = now
     enqueue_application_alerts(application, incident, "application.up", now, max_age)
     return incident
+
+
+def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> list[Incident]:
+    """Open an incident per (application, reason) and queue its alerts; one flush for all."""
+    max_age = runtime().settings.ALERT_MAX_AGE_SECONDS
+    incidents = [Incident(application_id=application.id, reason=reason, started_at=now)
+                 for application, reason in opening]
+    db.session.add_all(incidents)
+    db.session.flush()  # the alerts' payloads carry the incidents' ids
+    for (application, _), incident in zip(opening, incidents):
+        enqueue_application_alerts(application, incident, "application.down", now, max_age)
+    return incidents
 
 
 # --- The monitor: finds applications whose deadline passed -----------------------------------
@@ -282,6 +304,7 @@ def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
         .order_by(Application.next_check_at).limit(limit)
         .with_for_update(skip_locked=True)).scalars().all()
     changed = 0
+    opening: list[tuple[Application, str]] = []
     for application in due:
         status, reason = status_by_time(application, now)
         if status != application.status:
@@ -292,8 +315,10 @@ def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
             if status == "down":
                 application.last_start_at = None
                 if previous != "down":
-                    apply_transition(application, Transition("opened", reason or "missed"), now)
+                    opening.append((application, reason or "missed"))
         application.next_check_at = next_check_at(application)
+    if opening:
+        open_incidents(opening, now)
     db.session.commit()
     return changed, len(due)
 

@@ -182,7 +182,8 @@ class Alert(db.Model):
     """One notification for one channel: an outbox row, written with the change it reports."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_state_next_attempt", "state", "next_attempt_at"),)
+    # In the claim's order, so a claim reads only the alerts it takes.
+    __table_args__ = (Index("ix_alerts_state_next_attempt", "state", "next_attempt_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)

@@ -1,0 +1,144 @@
+"""Target 2: a monitor tick over 100,000 applications, none due and 1,000 due.
+
+The tick is the full `Monitor.tick()` of the service (spool replay check, outage-gap check,
+judging, alive mark, error-rate check, pruning). Baseline: the same tick over 1,000
+applications, measured first in the same database; the ratio shows that cost follows what
+is due, not what exists. The query plan of the due-applications query is printed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import sys
+import time
+import uuid
+
+from sqlalchemy import delete, insert, select, text, update
+
+from common import bench_database, machine, report, scratch_dir
+
+TOTAL = 100_000
+BASELINE_TOTAL = 1_000
+DUE = 1_000
+TICKS = 15
+NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def application_rows(first: int, count: int) -> list[dict]:
+    deadline = NOW + dt.timedelta(minutes=50)
+    return [{"uuid": str(uuid.uuid4()), "name": f"job-{first + i}", "description": "",
+             "period_seconds": 3600, "timezone": "UTC", "grace_seconds": 600,
+             "failure_threshold": 1, "consecutive_failures": 0, "status": "up",
+             "last_heartbeat_at": NOW - dt.timedelta(minutes=10), "next_deadline_at": deadline,
+             "next_check_at": deadline, "created_at": NOW, "updated_at": NOW}
+            for i in range(count)]
+
+
+def time_ticks(monitor, count: int) -> list[float]:
+    durations = []
+    for _ in range(count):
+        started = time.perf_counter()
+        monitor.tick()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def main() -> bool:
+    from app import create_app
+    from database import db
+    from models import Alert, Application, Channel, Incident, application_channels
+    from utils.clock import ManualClock
+
+    passed = True
+    with bench_database() as database_url, scratch_dir() as scratch:
+        app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
+                          "LOG_LEVEL": "WARNING", "SPOOL_DIR": str(scratch / "spool"),
+                          "CLOCK": ManualClock(NOW)})
+        monitor = app.extensions["hbmon"].monitor
+        print(f"detection: {machine()}; full Monitor.tick() on PostgreSQL, median of {TICKS}",
+              flush=True)
+        with app.app_context():
+            db.session.execute(insert(Application), application_rows(0, BASELINE_TOTAL))
+            db.session.commit()
+            db.session.execute(text("ANALYZE applications"))
+            db.session.commit()
+        time_ticks(monitor, 3)
+        small = statistics.median(time_ticks(monitor, TICKS))
+
+        with app.app_context():
+            for first in range(BASELINE_TOTAL, TOTAL, 10_000):
+                db.session.execute(insert(Application),
+                                   application_rows(first, min(10_000, TOTAL - first)))
+                db.session.commit()
+            db.session.execute(text("ANALYZE applications"))
+            db.session.commit()
+        time_ticks(monitor, 3)
+        idle = statistics.median(time_ticks(monitor, TICKS))
+        print(f"  tick, none due, {BASELINE_TOTAL:,} applications (baseline): {small * 1000:.2f} ms")
+        print(f"  tick, none due, {TOTAL:,} applications: {idle * 1000:.2f} ms")
+        passed &= report("detection idle tick",
+                         f"{idle * 1000:.2f} ms over {TOTAL:,} applications, ratio to "
+                         f"{BASELINE_TOTAL:,} applications {idle / small:.2f} (target < 10 ms)",
+                         idle < 0.010)
+
+        with app.app_context():
+            channel = Channel(name="sink", kind="webhook", url="http://127.0.0.1:9/hook",
+                              created_at=NOW, updated_at=NOW)
+            db.session.add(channel)
+            db.session.flush()
+            due_ids = list(db.session.execute(  # spread over the whole id range
+                select(Application.id).where(Application.id % (TOTAL // DUE) == 0)
+                .order_by(Application.id).limit(DUE)).scalars())
+            db.session.execute(insert(application_channels),
+                               [{"application_id": i, "channel_id": channel.id} for i in due_ids])
+            db.session.commit()
+
+            def make_due() -> None:
+                db.session.execute(delete(Alert))
+                db.session.execute(delete(Incident))
+                overdue = NOW - dt.timedelta(minutes=11)
+                db.session.execute(update(Application).where(Application.id.in_(due_ids))
+                                   .values(status="up", next_deadline_at=overdue,
+                                           next_check_at=overdue))
+                db.session.commit()
+
+            busy = []
+            for _ in range(3):
+                make_due()
+                started = time.perf_counter()
+                changed = monitor.tick()
+                busy.append(time.perf_counter() - started)
+                incidents = db.session.scalar(select(db.func.count()).select_from(Incident))
+                alerts = db.session.scalar(select(db.func.count()).select_from(Alert))
+                if (changed, incidents, alerts) != (DUE, DUE, DUE):
+                    print(f"  wrong outcome: {changed} changed, {incidents} incidents, "
+                          f"{alerts} alerts")
+                    passed = False
+            due_tick = statistics.median(busy)
+            print(f"  tick, {DUE:,} due of {TOTAL:,} (each: status down, incident, alert): "
+                  f"{due_tick * 1000:.0f} ms (runs {', '.join(f'{b * 1000:.0f}' for b in busy)})")
+            passed &= report("detection busy tick",
+                             f"{due_tick * 1000:.0f} ms for {DUE:,} due with their incidents and "
+                             f"alerts, {due_tick / DUE * 1e6:.0f} us per due application, ratio to "
+                             f"idle tick {due_tick / idle:.0f} (target < 1 s)", due_tick < 1.0)
+
+            query = (select(Application).where(Application.next_check_at <= NOW)
+                     .order_by(Application.next_check_at).limit(monitor.BATCH_SIZE)
+                     .with_for_update(skip_locked=True))
+            sql = str(query.compile(dialect=db.engine.dialect,
+                                    compile_kwargs={"literal_binds": True}))
+            plan = [row[0] for row in db.session.execute(text("EXPLAIN ANALYZE " + sql))]
+            db.session.rollback()
+            print("  plan of the due-applications query:")
+            for line in plan:
+                print(f"    {line}")
+            uses_index = any("ix_applications_next_check_at" in line for line in plan)
+            passed &= report("detection plan", "uses ix_applications_next_check_at"
+                             if uses_index else "does not use the deadline index", uses_index)
+            db.session.remove()
+            db.engine.dispose()
+    return passed
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
