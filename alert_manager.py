@@ -9,6 +9,7 @@ receivers deduplicate by the `Idempotency-Key` header (the alert's UUID).
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import email.utils
 import hashlib
@@ -244,11 +245,10 @@ class Deliverer:
         self._pools = {kind: ThreadPoolExecutor(self.per_kind, thread_name_prefix=f"alert-{kind}")
                        for kind in CHANNEL_KINDS}
         self._lock = threading.Condition()
-        self._kind_busy = {kind: 0 for kind in CHANNEL_KINDS}
-        self._channel_busy: dict[int, int] = {}
-        # Alerts this process is sending now: never claimed again meanwhile, even when their
-        # lease has run out (a stalled send, or a test clock that jumps).
-        self._in_flight: set[int] = set()
+        # Alerts this process is sending now, with their channel and kind: the bulkhead counts
+        # come from here, and none is claimed again meanwhile, even when its lease has run out
+        # (a stalled send, or a test clock that jumps).
+        self._in_flight: dict[int, tuple[int, str]] = {}
         self._expired_at: dt.datetime | None = None
 
     def breaker_for(self, channel_id: int):
@@ -265,15 +265,16 @@ class Deliverer:
                 expire_alerts(now)
                 self._expired_at = now
             claimed = self._claim(now)
-        for alert_id, channel_id, kind, lease in claimed:
-            self._pools[kind].submit(self._deliver_claimed, alert_id, channel_id, kind, lease)
+        for alert_id, _, kind, lease in claimed:
+            self._pools[kind].submit(self._deliver_claimed, alert_id, lease)
         return len(claimed)
 
     def _claim(self, now: dt.datetime) -> list[tuple[int, int, str, dt.datetime]]:
         with self._lock:
-            free = {kind: self.per_kind - busy for kind, busy in self._kind_busy.items()}
-            channel_busy = dict(self._channel_busy)
-            in_flight = set(self._in_flight)
+            in_flight = dict(self._in_flight)
+        kind_busy = collections.Counter(kind for _, kind in in_flight.values())
+        channel_busy = collections.Counter(channel_id for channel_id, _ in in_flight.values())
+        free = {kind: self.per_kind - kind_busy[kind] for kind in CHANNEL_KINDS}
         kinds = [kind for kind, slots in free.items() if slots > 0]
         if not kinds:
             return []
@@ -294,10 +295,10 @@ class Deliverer:
             breaker = self.breaker_for(channel_id)
             limit = 1 if breaker.state != "closed" else self.per_channel
             if breaker.state == STATE_OPEN or free[kind] <= 0 \
-                    or channel_busy.get(channel_id, 0) >= limit:
+                    or channel_busy[channel_id] >= limit:
                 continue
             free[kind] -= 1
-            channel_busy[channel_id] = channel_busy.get(channel_id, 0) + 1
+            channel_busy[channel_id] += 1
             chosen.append((alert_id, channel_id, kind))
         if not chosen:
             db.session.rollback()
@@ -308,13 +309,10 @@ class Deliverer:
         db.session.commit()
         with self._lock:
             for alert_id, channel_id, kind in chosen:
-                self._kind_busy[kind] += 1
-                self._channel_busy[channel_id] = self._channel_busy.get(channel_id, 0) + 1
-                self._in_flight.add(alert_id)
+                self._in_flight[alert_id] = (channel_id, kind)
         return [(alert_id, channel_id, kind, lease) for alert_id, channel_id, kind in chosen]
 
-    def _deliver_claimed(self, alert_id: int, channel_id: int, kind: str,
-                         lease: dt.datetime) -> None:
+    def _deliver_claimed(self, alert_id: int, lease: dt.datetime) -> None:
         try:
             with self.app.app_context():
                 self._deliver(alert_id, lease)
@@ -324,11 +322,7 @@ class Deliverer:
                 record_error(error, 500)
         finally:
             with self._lock:
-                self._in_flight.discard(alert_id)
-                self._kind_busy[kind] -= 1
-                self._channel_busy[channel_id] -= 1
-                if not self._channel_busy[channel_id]:
-                    del self._channel_busy[channel_id]
+                del self._in_flight[alert_id]
                 self._lock.notify_all()
 
     def _deliver(self, alert_id: int, lease: dt.datetime) -> None:
@@ -383,10 +377,10 @@ class Deliverer:
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             with self._lock:
-                was_busy = any(self._kind_busy.values())
+                was_busy = bool(self._in_flight)
             started = self.dispatch_due()
             with self._lock:
-                busy = any(self._kind_busy.values())
+                busy = bool(self._in_flight)
                 if busy:
                     self._lock.wait(0.05)
             # A delivery that finished during the pass (a probe closing its breaker) may have
