@@ -34,14 +34,19 @@ def create_api_key(name: str, read_only: bool, now: dt.datetime) -> tuple[ApiKey
     return api_key, plaintext
 
 
+def key_prefix(key: str) -> str:
+    """The public prefix of `hbm_<prefix>_<secret>` (it names the key), or "" if not one."""
+    parts = key.split("_", 2)
+    return parts[1] if len(parts) >= 2 and parts[0] == KEY_SCHEME else ""
+
+
 def list_api_keys() -> list[ApiKey]:
     return list(db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars())
 
 
 def revoke_api_key(prefix: str, now: dt.datetime) -> ApiKey | None:
     """Revoke the active key with this prefix (`hbm_<prefix>_…` accepted too)."""
-    parts = prefix.split("_")
-    prefix = parts[1] if len(parts) >= 2 and parts[0] == KEY_SCHEME else prefix
+    prefix = key_prefix(prefix) or prefix
     api_key = db.session.execute(select(ApiKey).where(
         ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))).scalar_one_or_none()
     if api_key is not None:
@@ -61,8 +66,7 @@ def authenticate(key: str | None) -> ApiKey:
     """The active ApiKey matching `key`, or Unauthorized."""
     if not key:
         raise Unauthorized("Send the key as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.")
-    parts = key.split("_", 2)
-    prefix = parts[1] if len(parts) == 3 and parts[0] == KEY_SCHEME else ""
+    prefix = key_prefix(key)
     api_key = db.session.execute(
         select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     ).scalar_one_or_none() if prefix else None

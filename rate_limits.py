@@ -19,7 +19,7 @@ import time
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 
-from auth import presented_key
+from auth import key_prefix, presented_key
 from config import Settings
 
 EXTENSION = "hbmon_limiter"
@@ -36,10 +36,8 @@ def ping_key() -> str:
 
 def api_key_identity() -> str:
     """The key's public prefix (never the key), or the client address without a key."""
-    key = presented_key()
-    if key and key.count("_") >= 2:
-        return "key:" + key.split("_", 2)[1][:16]
-    return "addr:" + client_address()
+    prefix = key_prefix(presented_key() or "")
+    return f"key:{prefix[:16]}" if prefix else f"addr:{client_address()}"
 
 
 def retry_after_seconds() -> int:
