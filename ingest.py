@@ -152,9 +152,10 @@ class HeartbeatWriter:
             self._thread.join(timeout_seconds)
 
 
-def _write_batch(items: list[tuple[str, Signal]]) -> list[Any]:
+def _write_batch(items: list[tuple[str, Signal]], replay: bool = False) -> list[Any]:
+    """write_heartbeats, leaving the session clean when it fails."""
     try:
-        return write_heartbeats(items)
+        return write_heartbeats(items, replay=replay)
     except Exception:
         db.session.rollback()
         raise
@@ -196,12 +197,7 @@ def replay_heartbeats(spool: Spool) -> int:
 
 def _store_records(records: list[dict[str, Any]]) -> None:
     items = [signal_from_record(record) for record in records]
-    try:
-        results = write_heartbeats(items, replay=True)
-    except Exception:
-        db.session.rollback()
-        raise
-    for (application_uuid, _), result in zip(items, results):
+    for (application_uuid, _), result in zip(items, _write_batch(items, replay=True)):
         if isinstance(result, HeartbeatNotFound):
             log.info("dropped a spooled heartbeat for unknown application %s", application_uuid)
 
