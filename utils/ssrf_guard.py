@@ -79,18 +79,23 @@ def _check_peer(sock: socket.socket, host: str) -> None:
         raise ForbiddenTarget(f"the host {host!r} now resolves to {reason}")
 
 
-class _GuardedHTTPConnection(HTTPConnection):
+class _PeerChecked:
+    """Mixed into urllib3's connections: the peer is checked right after connecting."""
+
+    host: str
+
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock = super()._new_conn()  # type: ignore[misc]
         _check_peer(sock, self.host)
         return sock
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _check_peer(sock, self.host)
-        return sock
+class _GuardedHTTPConnection(_PeerChecked, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_PeerChecked, HTTPSConnection):
+    pass
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
