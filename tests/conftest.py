@@ -145,6 +145,11 @@ def app_config(database_url, clock, tmp_path) -> dict:
 def app(app_config):
     application = create_app(app_config)
     yield application
+    close_app(application)
+
+
+def close_app(application) -> None:
+    """Stop an app's threads and close its database connections."""
     application.extensions["hbmon"].shutdown()
     with application.app_context():
         db.session.remove()

@@ -12,8 +12,7 @@ import json
 import sentry_sdk
 
 from app import create_app
-from database import db
-from tests.conftest import Client, LiveServer, make_key
+from tests.conftest import Client, LiveServer, close_app, make_key
 
 SMTP_PASSWORD = "smtpPassw0rd9"
 CHANNEL_SECRET = "whsecChannel1234"
@@ -104,9 +103,7 @@ def test_no_secret_reaches_any_output(app_config, sink, sentry_sink, capfd):
         keep("dashboard", browser.get("/"))
     finally:
         live.stop()
-        app.extensions["hbmon"].shutdown()
-        with app.app_context():
-            db.engine.dispose()
+        close_app(app)
 
     sentry_sdk.flush(timeout=10)
     assert sentry_sink.arrived.wait(10), "the careless failure did not reach Sentry"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app import create_app
 from database import db
 from models import Alert, Channel
-from tests.conftest import Client, LiveServer, make_key
+from tests.conftest import Client, LiveServer, close_app, make_key
 from tests.helpers import assert_envelope
 from tests.sinks import HttpSink
 
@@ -30,10 +30,7 @@ def serve(app_config):
     yield start
     for app, live in started:
         live.stop()
-        app.extensions["hbmon"].shutdown()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        close_app(app)
 
 
 def new_application(api: Client, **fields) -> str:
