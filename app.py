@@ -13,7 +13,7 @@ from alert_manager import Deliverer
 from background import serving_process, start_background
 from cli import register_cli
 from config import INSTANCE_DIR, Runtime, Settings
-from dashboard import dashboard_bp
+from dashboard import DashboardSessions, dashboard_bp
 from database import db, engine_options, install_io_timeout, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
@@ -59,6 +59,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.json.sort_keys = False
+    app.session_interface = DashboardSessions()
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     runtime = Runtime(settings=settings, clock=clock)

@@ -7,7 +7,6 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from marshmallow import ValidationError
 from sqlalchemy import exc as sa_exc
-from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 import exceptions as errors
@@ -15,7 +14,6 @@ from config import runtime
 from database import is_connection_error
 from monitoring.error_tracking import record_error
 from monitoring.sentry import report_exception
-from rate_limits import retry_after_seconds
 from utils.clock import utc_iso
 from utils.request_id import current_request_id
 
@@ -91,9 +89,6 @@ def handle_http_exception(error: HTTPException) -> Response:
         app_error.status = status
     else:
         app_error = error_class(_http_details(error, status))
-    if isinstance(error, RateLimitExceeded):
-        app_error = errors.RateLimited(f"Limit: {error.description}.")
-        app_error.retry_after_seconds = retry_after_seconds()
     response = handle_app_error(app_error)
     for name, value in error.get_headers():
         if name.lower() == "allow":

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from flask import Flask
@@ -23,6 +23,7 @@ from config import runtime
 from database import db, is_connection_error
 from exceptions import HeartbeatNotFound, ServiceUnavailable
 from heartbeat_monitor import Signal, heartbeat_view, write_heartbeats
+from heartbeat_store import NeedsGeneralPath, PostgresHeartbeatStore
 from monitoring import metrics
 from monitoring.error_tracking import replay_error_records
 from spool import Spool, SpoolFull
@@ -63,6 +64,7 @@ class HeartbeatWriter:
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._store: PostgresHeartbeatStore | None = None  # the writer thread's alone
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -104,17 +106,27 @@ class HeartbeatWriter:
                 while not self._queue and not self._stopping:
                     self._wakeup.wait(1.0)
                 if self._stopping and not self._queue:
+                    if self._store is not None:
+                        self._store.close()
                     return
                 batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
             self._write(batch)
 
     def _write(self, batch: list[_Pending]) -> None:
+        items = [(pending.application_uuid, pending.signal) for pending in batch]
+        tries = 0
+
+        def store() -> list[Any]:
+            nonlocal tries
+            tries += 1
+            # A retry follows a lost connection, which may have lost only the answer to a
+            # COMMIT that took effect: like a replay, it skips heartbeats already stored.
+            return self.store_batch(items, replay=tries > 1)
+
         with self.app.app_context():
             try:
                 # A dropped connection is retried once at once: a blip is not an outage.
-                results = call_with_retries(_write_batch, [(p.application_uuid, p.signal)
-                                                           for p in batch],
-                                            is_transient=is_connection_error, attempts=2)
+                results = call_with_retries(store, is_transient=is_connection_error, attempts=2)
                 self.db_breaker.record_success()
             except Exception as error:
                 if is_connection_error(error):
@@ -127,19 +139,32 @@ class HeartbeatWriter:
                 # one, so only the bad one fails (and is answered with an error, not spooled,
                 # since it could never be stored).
                 log.exception("heartbeat batch failed; writing its heartbeats one by one")
-                results = [self._write_one(pending) for pending in batch]
+                results = [self._write_one(item) for item in items]
+        stored: Counter[str] = Counter()
         for pending, result in zip(batch, results):
             if isinstance(result, BaseException):
                 pending.error = result
             else:
                 pending.result = result
-                metrics.HEARTBEATS.labels(kind=pending.signal.kind).inc()
+                stored[pending.signal.kind] += 1
             pending.done.set()
+        for kind, count in stored.items():
+            metrics.HEARTBEATS.labels(kind=kind).inc(count)
 
-    @staticmethod
-    def _write_one(pending: _Pending) -> Any:
+    def store_batch(self, items: list[tuple[str, Signal]], replay: bool = False) -> list[Any]:
+        """On PostgreSQL, the two-round-trip path first; the ORM path for everything else."""
+        if not replay and self._store is None and db.engine.dialect.name == "postgresql":
+            self._store = PostgresHeartbeatStore(db.engine)
+        if self._store is not None and not replay:
+            try:
+                return self._store.write(items)
+            except NeedsGeneralPath:
+                pass  # an incident opens or resolves in this batch
+        return _write_batch(items, replay=replay)
+
+    def _write_one(self, item: tuple[str, Signal]) -> Any:
         try:
-            return _write_batch([(pending.application_uuid, pending.signal)])[0]
+            return self.store_batch([item])[0]
         except Exception as error:
             return error
 

@@ -1,37 +1,45 @@
-"""Rate limits (§7), kept by Flask-Limiter in RATE_LIMIT_STORAGE_URL.
+"""Rate limits (§7), counted by `limits` in RATE_LIMIT_STORAGE_URL.
 
-- pings: PING_RATE_LIMIT per application UUID *and* client address (someone else flooding a
-  UUID cannot get its real job refused), and PING_CLIENT_RATE_LIMIT per client address over
+- heartbeats: PING_RATE_LIMIT per application UUID *and* client address (someone else flooding
+  a UUID cannot get its real job refused), and PING_CLIENT_RATE_LIMIT per client address over
   all UUIDs (a client spraying random UUIDs);
 - the management API: API_RATE_LIMIT per API key (per client address before a key is known);
 - dashboard sign-in: LOGIN_RATE_LIMIT per client address, against key guessing.
 
-Only a refused request carries `Retry-After` (set by error_handlers.py); other answers carry
-no rate-limit headers. `memory://` counts in each process; with several workers or instances use a shared store such
-as `redis://127.0.0.1:6379/0`. When that store is unreachable requests are let through (the
-limiter falls back to per-process counts): a monitor must not refuse heartbeats because its
-rate-limit store is down. Over a limit: 429 `RATE_LIMITED` with `Retry-After`.
+Fixed windows: one counter per key and window, cheap in memory and in Redis. `memory://`
+counts in each process; with several workers or instances use a shared store such as
+`redis://127.0.0.1:6379/0`. When that store is unreachable requests are let through and counted
+per process until it answers again: a monitor must not refuse heartbeats because its
+rate-limit store is down. Over a limit: 429 `RATE_LIMITED` with `Retry-After`; other answers
+carry no rate-limit headers.
+
+`limits` is used directly rather than through Flask-Limiter: heartbeats are the hot path, and
+Flask-Limiter's per-request resolution of decorated limits cost more than the rest of a ping.
 """
 from __future__ import annotations
 
+import logging
 import time
 
-from flask import Flask, current_app, request
-from flask_limiter import Limiter
+from flask import Flask, request
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from auth import key_prefix, presented_key
 from config import Settings
+from exceptions import RateLimited
 
-EXTENSION = "hbmon_limiter"
+log = logging.getLogger(__name__)
+
+HEARTBEAT_ENDPOINTS = {"ping.ping", "api.create_heartbeat"}
+LOGIN_ENDPOINT = "dashboard.login_submit"
+STORE_RETRY_SECONDS = 5.0
+NAMESPACE = "hbmon"
+
 
 def client_address() -> str:
     return request.remote_addr or "unknown"
-
-
-def ping_key() -> str:
-    """The UUID as written in the path plus the client's address."""
-    uuid = (request.view_args or {}).get("uuid", "")
-    return f"{uuid.lower()[:64]}@{client_address()}"
 
 
 def api_key_identity() -> str:
@@ -40,32 +48,59 @@ def api_key_identity() -> str:
     return f"key:{prefix[:16]}" if prefix else f"addr:{client_address()}"
 
 
-def retry_after_seconds() -> int:
-    """Seconds until the limit this request broke lets another request through."""
-    current = current_app.extensions[EXTENSION].current_limit
-    if current is None:
-        return 1
-    return max(1, int(current.reset_at - time.time()) + 1)
+class RateLimits:
+    """The service's limits and the counters behind them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.heartbeat_per_uuid = parse(settings.PING_RATE_LIMIT)
+        self.heartbeat_per_client = parse(settings.PING_CLIENT_RATE_LIMIT)
+        self.api_per_key = parse(settings.API_RATE_LIMIT)
+        self.login_per_client = parse(settings.LOGIN_RATE_LIMIT)
+        self.store = FixedWindowRateLimiter(storage_from_string(settings.RATE_LIMIT_STORAGE_URL))
+        self.fallback = FixedWindowRateLimiter(MemoryStorage())
+        self._store_down_until = 0.0
+
+    def check_request(self) -> None:
+        """Count the current request against the limits of its endpoint."""
+        endpoint = request.endpoint
+        if endpoint in HEARTBEAT_ENDPOINTS:
+            client = client_address()
+            uuid = (request.view_args or {}).get("uuid", "")
+            self.hit((self.heartbeat_per_client, "ping-client", client),
+                     (self.heartbeat_per_uuid, "ping-uuid", f"{uuid.lower()[:64]}@{client}"))
+        elif request.blueprint == "api":
+            self.hit((self.api_per_key, "api", api_key_identity()))
+        elif endpoint == LOGIN_ENDPOINT:
+            self.hit((self.login_per_client, "login", client_address()))
+
+    def hit(self, *checks: tuple[RateLimitItem, str, str]) -> None:
+        """Count one request against each (limit, scope, key) in turn; RateLimited when over."""
+        limiter = self.store if time.monotonic() >= self._store_down_until else self.fallback
+        try:
+            refused = self._first_refused(limiter, checks)
+        except Exception:  # the shared store is down: count in this process meanwhile
+            log.warning("rate limit store unreachable; counting in this process for %g s",
+                        STORE_RETRY_SECONDS)
+            self._store_down_until = time.monotonic() + STORE_RETRY_SECONDS
+            limiter = self.fallback
+            refused = self._first_refused(limiter, checks)
+        if refused is not None:
+            limit, scope, key = refused
+            reset_at = limiter.get_window_stats(limit, NAMESPACE, scope, key).reset_time
+            raise RateLimited(f"Limit: {limit}.",
+                              retry_after_seconds=max(1, int(reset_at - time.time()) + 1))
+
+    @staticmethod
+    def _first_refused(limiter: FixedWindowRateLimiter,
+                       checks: tuple[tuple[RateLimitItem, str, str], ...]):
+        for limit, scope, key in checks:
+            if not limiter.hit(limit, NAMESPACE, scope, key):
+                return limit, scope, key
+        return None
 
 
-def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
-    """A limiter for this app with the limits above (fixed windows: cheap, Redis-friendly)."""
-    limiter = Limiter(key_func=client_address, app=app,
-                      storage_uri=settings.RATE_LIMIT_STORAGE_URL,
-                      strategy="fixed-window", headers_enabled=False, swallow_errors=True,
-                      in_memory_fallback_enabled=True, key_prefix="hbmon")
-    app.extensions[EXTENSION] = limiter
-    ping_bp, api_bp, dashboard_bp = (app.blueprints[name] for name in ("ping", "api", "dashboard"))
-
-    limiter.limit(settings.PING_RATE_LIMIT, key_func=ping_key,
-                  scope="ping-uuid")(ping_bp)
-    limiter.limit(settings.PING_CLIENT_RATE_LIMIT, key_func=client_address,
-                  scope="ping-client")(ping_bp)
-    limiter.limit(settings.API_RATE_LIMIT, key_func=api_key_identity, scope="api",
-                  exempt_when=lambda: request.endpoint == "api.create_heartbeat")(api_bp)
-    limiter.limit(settings.PING_RATE_LIMIT, key_func=ping_key, scope="ping-uuid",
-                  exempt_when=lambda: request.endpoint != "api.create_heartbeat")(api_bp)
-    limiter.limit(settings.LOGIN_RATE_LIMIT, key_func=client_address, scope="login",
-                  methods=["POST"],
-                  exempt_when=lambda: request.endpoint != "dashboard.login_submit")(dashboard_bp)
-    return limiter
+def init_rate_limits(app: Flask, settings: Settings) -> RateLimits:
+    """Check every request against its endpoint's limits, before its view runs."""
+    rate_limits = RateLimits(settings)
+    app.before_request(rate_limits.check_request)
+    return rate_limits

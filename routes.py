@@ -130,7 +130,7 @@ def ping(uuid: str, signal: str | None = None) -> Response:
         kind = "ok"
     elif signal in PING_SIGNALS:
         kind = PING_SIGNALS[signal]
-    elif signal.isdigit() and len(signal) <= 3:
+    elif signal.isascii() and signal.isdigit() and len(signal) <= 3:
         exit_code = int(signal)
         if exit_code > 255:
             raise ValidationFailed({"exit_code": ["Must be between 0 and 255."]})

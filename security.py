@@ -14,16 +14,20 @@ HTML_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' da
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
+API_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+               ("Referrer-Policy", "no-referrer"), ("Cross-Origin-Opener-Policy", "same-origin"),
+               ("Content-Security-Policy", API_POLICY))
+HTML_HEADERS = API_HEADERS[:-1] + (("Content-Security-Policy", HTML_POLICY),
+                                   ("Cache-Control", "no-store"))
+
+
 def add_security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    is_html = response.mimetype == "text/html"
-    headers.setdefault("Content-Security-Policy", HTML_POLICY if is_html else API_POLICY)
-    if is_html:
-        headers.setdefault("Cache-Control", "no-store")
+    """Each header unless the view set its own (one pass over the headers, not one per name)."""
+    wanted = HTML_HEADERS if response.mimetype == "text/html" else API_HEADERS
+    present = {name.lower() for name in response.headers.keys()}
+    for name, value in wanted:
+        if name.lower() not in present:
+            response.headers.add(name, value)
     return response
 
 

@@ -106,6 +106,11 @@ def test_exit_status_over_255_is_a_validation_error(anonymous, application):
     assert_envelope(anonymous.get(f"/ping/{application['uuid']}/256"), 422, "VALIDATION_ERROR")
 
 
+@pytest.mark.parametrize("signal", ["\u00b2", "\u0663", "nope"])  # superscript 2, Arabic 3
+def test_a_signal_that_is_not_an_ascii_exit_status_is_not_found(anonymous, application, signal):
+    assert_envelope(anonymous.get(f"/ping/{application['uuid']}/{signal}"), 404, "NOT_FOUND")
+
+
 def test_log_records_without_changing_status(api, anonymous, application):
     anonymous.post(f"/ping/{application['uuid']}/log", data="just saying")
     state = _app(api, application["uuid"])

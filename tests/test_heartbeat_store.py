@@ -1,0 +1,144 @@
+"""The ingest writer's two-round-trip PostgreSQL path against the ORM path it stands in for."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from applications import create_application
+from channels import create_channel
+from database import db
+from exceptions import HeartbeatNotFound
+from heartbeat_monitor import Signal, write_heartbeats
+from heartbeat_store import NeedsGeneralPath, PostgresHeartbeatStore
+from models import Alert, Application, Heartbeat, Incident
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+RIDS = ["6f1c1a4e-8d7e-4b55-9a3e-3f0c7f3b9d11", "0b6c9a52-3c1f-4b8e-8d55-2f7e1a9c4d20"]
+CONFIGS = [{"period_seconds": 60, "grace_seconds": 30},
+           {"period_seconds": 300, "grace_seconds": 60, "failure_threshold": 3},
+           {"cron": "*/5 * * * *", "timezone": "Europe/Paris", "grace_seconds": 120}]
+STATE = ("status", "consecutive_failures", "last_heartbeat_at", "last_start_at",
+         "last_start_rid", "next_deadline_at", "next_check_at", "updated_at")
+STORED = ("kind", "exit_code", "message", "duration_ms", "metadata_json", "rid", "source",
+          "remote_addr", "user_agent", "received_at")
+
+
+def make_applications(configs) -> list[str]:
+    return [create_application({"name": f"job-{n}", **config}, T0).uuid
+            for n, config in enumerate(configs)]
+
+
+def signal(kind: str, at: dt.datetime, **fields) -> Signal:
+    return Signal(kind=kind, received_at=at, remote_addr="192.0.2.1", user_agent="curl/8",
+                  **fields)
+
+
+def application_state(uuid: str) -> dict:
+    application = db.session.execute(select(Application).where(Application.uuid == uuid)) \
+        .scalar_one()
+    return {name: getattr(application, name) for name in STATE}
+
+
+def stored_heartbeats(uuid: str) -> list[dict]:
+    rows = db.session.execute(select(Heartbeat).join(Application)
+                              .where(Application.uuid == uuid).order_by(Heartbeat.id)).scalars()
+    return [{name: getattr(row, name) for name in STORED} for row in rows]
+
+
+def test_a_batch_without_status_change_is_stored_in_two_round_trips(app, runtime):
+    with app.app_context():
+        uuid, other = make_applications(CONFIGS[:2])
+        store = PostgresHeartbeatStore(db.engine)
+        at = T0 + dt.timedelta(seconds=10)
+        items = [(uuid, signal("start", at, rid=RIDS[0])),
+                 (other, signal("log", at, message="note", metadata={"n": 1})),
+                 (uuid, signal("ok", at + dt.timedelta(seconds=2), rid=RIDS[0]))]
+        results = store.write(items)
+        store.close()
+        db.session.rollback()
+        assert [result["kind"] for result in results] == ["start", "log", "ok"]
+        assert results[2]["duration_ms"] == 2000
+        state = application_state(uuid)
+        assert state["status"] == "up" and state["last_start_at"] is None
+        assert state["next_deadline_at"] == at + dt.timedelta(seconds=62)
+        assert application_state(other)["status"] == "new"  # a log changes nothing
+        assert [(row["kind"], row["duration_ms"]) for row in stored_heartbeats(uuid)] == \
+            [("start", None), ("ok", 2000)]
+        assert stored_heartbeats(other)[0]["metadata_json"] == {"n": 1}
+
+
+def test_an_unknown_uuid_in_a_batch_fails_alone(app):
+    with app.app_context():
+        (uuid,) = make_applications(CONFIGS[:1])
+        store = PostgresHeartbeatStore(db.engine)
+        unknown = "00000000-0000-4000-8000-000000000000"
+        results = store.write([(unknown, signal("ok", T0)), (uuid, signal("ok", T0))])
+        store.close()
+        assert isinstance(results[0], HeartbeatNotFound) and results[1]["kind"] == "ok"
+        assert len(stored_heartbeats(uuid)) == 1
+
+
+def test_a_batch_that_opens_an_incident_is_left_whole_to_the_orm_path(app, runtime):
+    with app.app_context():
+        channel = create_channel({"name": "hook", "kind": "webhook",
+                                  "url": "http://127.0.0.1:9/hook"}, T0)
+        uuid, other = make_applications([{**CONFIGS[0], "channels": [channel.id]}, CONFIGS[1]])
+        store = PostgresHeartbeatStore(db.engine)
+        items = [(other, signal("ok", T0)), (uuid, signal("fail", T0, exit_code=2))]
+        with pytest.raises(NeedsGeneralPath):
+            store.write(items)
+        assert db.session.scalar(select(func.count()).select_from(Heartbeat)) == 0
+        # Rolled back: its row locks are gone, and the writer's own fallback stores the batch.
+        results = runtime.writer.store_batch(items)
+        store.close()
+        assert [result["kind"] for result in results] == ["ok", "fail"]
+        assert application_state(uuid)["status"] == "down"
+        assert db.session.scalar(select(func.count()).select_from(Incident)) == 1
+        assert db.session.scalar(select(func.count()).select_from(Alert)) == 1
+
+
+def test_a_retried_batch_stores_each_heartbeat_once(app, runtime):
+    """A retry follows a lost connection, which may have lost only the COMMIT's answer."""
+    with app.app_context():
+        (uuid,) = make_applications(CONFIGS[:1])
+        items = [(uuid, signal("ok", T0 + dt.timedelta(seconds=n))) for n in range(3)]
+        runtime.writer.store_batch(items)
+        runtime.writer.store_batch(items, replay=True)
+        assert len(stored_heartbeats(uuid)) == 3
+
+
+kinds = st.sampled_from(["ok", "ok", "fail", "start", "log"])
+steps = st.lists(st.tuples(st.integers(0, len(CONFIGS) - 1), kinds, st.sampled_from(
+    [None, *RIDS]), st.integers(0, 400)), min_size=1, max_size=6)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(steps, min_size=1, max_size=6))
+def test_the_writer_and_the_orm_path_leave_the_same_rows(app, runtime, batches):
+    """Twin applications: one fed through the writer, its twin through the ORM path alone."""
+    with app.app_context():
+        fast, orm = make_applications(CONFIGS), make_applications(CONFIGS)
+        at = T0
+        for batch in batches:
+            fast_items, orm_items = [], []
+            for index, kind, rid, seconds in batch:
+                at += dt.timedelta(seconds=seconds)
+                fields = {"rid": rid, "exit_code": 1 if kind == "fail" else None,
+                          "message": f"{kind} at {at:%H:%M:%S}"}
+                fast_items.append((fast[index], signal(kind, at, **fields)))
+                orm_items.append((orm[index], signal(kind, at, **fields)))
+            fast_results = runtime.writer.store_batch(fast_items)
+            orm_results = write_heartbeats(orm_items)
+            assert [r["duration_ms"] for r in fast_results] == \
+                [r["duration_ms"] for r in orm_results]
+        db.session.expire_all()
+        for fast_uuid, orm_uuid in zip(fast, orm):
+            assert application_state(fast_uuid) == application_state(orm_uuid)
+            assert stored_heartbeats(fast_uuid) == stored_heartbeats(orm_uuid)
