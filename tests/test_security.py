@@ -259,3 +259,27 @@ def test_every_answer_carries_security_headers(server, api):
     assert "script-src" not in html_policy and "default-src 'none'" in html_policy
     assert answers["html"].headers["Cache-Control"] == "no-store"
 
+
+
+def test_in_process_rate_counters_start_no_thread_per_hit_and_sweep_expired_ones(monkeypatch):
+    """limits' MemoryStorage would start a timer thread 10 ms after a hit, all day long."""
+    import threading
+
+    from limits import parse
+    from limits.strategies import FixedWindowRateLimiter
+
+    from rate_limits import SweptMemoryStorage
+
+    storage = SweptMemoryStorage()
+    limiter = FixedWindowRateLimiter(storage)
+    started = []
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
+    one_per_hour = parse("1/hour")
+    assert [limiter.hit(one_per_hour, "test", str(n)) for n in range(500)] == [True] * 500
+    assert not limiter.hit(one_per_hour, "test", "0")
+    assert started == [] and len(storage.storage) == 500
+    for key in storage.expirations:  # as if their hour had passed
+        storage.expirations[key] = 0.0
+    storage._swept_at -= SweptMemoryStorage.SWEEP_INTERVAL_SECONDS
+    assert limiter.hit(one_per_hour, "test", "fresh")
+    assert list(storage.storage) == [one_per_hour.key_for("test", "fresh")]
