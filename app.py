@@ -26,6 +26,7 @@ from monitoring.logging_config import configure_logging
 from monitoring.sentry import init_sentry
 from monitoring.views import errors_bp, monitoring_bp
 from openapi import docs_bp
+from ping_fast_path import PingFastPath, raise_carried_error
 from rate_limits import init_rate_limits
 from routes import api_bp, ping_bp
 from security import install_security
@@ -80,8 +81,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard_bp)
     _install_request_hooks(app)
     instrument_requests(app)
+    runtime.rate_limits = init_rate_limits(app, settings)
+    app.wsgi_app = PingFastPath(app.wsgi_app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)
-    init_rate_limits(app, settings)
 
     runtime.breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
                                        settings.BREAKER_RECOVERY_SECONDS, clock)
@@ -90,7 +92,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime.heartbeat_spool = Spool(settings.SPOOL_DIR, "heartbeats", settings.SPOOL_MAX_BYTES)
     runtime.error_spool = Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES)
     runtime.writer = HeartbeatWriter(app, runtime.heartbeat_spool, runtime.db_breaker,
-                                     settings.INGEST_TIMEOUT_SECONDS)
+                                     settings.INGEST_TIMEOUT_SECONDS,
+                                     settings.INGEST_BATCH_WINDOW_SECONDS)
     runtime.request_counter = RequestCounter(app)
     runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
     runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
@@ -108,6 +111,7 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start_request() -> None:
         assign_request_id()
+        raise_carried_error(request.environ)
         # Refuse an oversize body from its declared length, before reading any of it.
         if request.content_length is not None and request.content_length > max_body:
             raise PayloadTooLarge(f"Bodies may be at most {max_body} bytes.")

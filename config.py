@@ -50,6 +50,7 @@ class Settings:
     DB_IO_TIMEOUT_SECONDS: float = 3.0
     DB_RETRY_SECONDS: float = 1.0
     INGEST_TIMEOUT_SECONDS: float = 0.8
+    INGEST_BATCH_WINDOW_SECONDS: float = 0.001
     SPOOL_MAX_BYTES: int = 512 * 1024 * 1024
     OUTAGE_GAP_SECONDS: float = 30.0
     ERROR_RETENTION_DAYS: int = 30
@@ -135,6 +136,7 @@ class Runtime:
     error_spool: Any = None
     writer: Any = None
     request_counter: Any = None
+    rate_limits: Any = None
     deliverer: Any = None
     monitor: Any = None
     background: Any = None

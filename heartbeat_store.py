@@ -4,13 +4,18 @@ The general path (heartbeat_monitor.write_heartbeats) goes through the ORM: abou
 trips and a few milliseconds of CPU per batch, all of it in the one writer thread every request
 of a process waits on. This path keeps one connection of its own and sends
 
-    BEGIN; SELECT … FROM applications WHERE uuid IN (…) ORDER BY id FOR UPDATE
-    UPDATE applications … FROM (VALUES …); INSERT INTO heartbeats … VALUES …; COMMIT
+    BEGIN; EXECUTE lock_applications(uuids)                      -- SELECT … FOR UPDATE
+    EXECUTE update_applications(…); EXECUTE insert_heartbeats(…); COMMIT
 
-with the same state rules (heartbeat_monitor.apply_heartbeat) applied in between. A batch in
-which some application crosses the up/down boundary (an incident opens or resolves, alerts are
-queued) is rolled back and left to the general path: that is rare, and it is where incidents
-and alerts are written.
+with the same state rules (heartbeat_monitor.apply_heartbeat) applied in between. The three
+statements take whole columns as arrays, so their text never changes with the batch size and
+they are prepared once per connection: PostgreSQL then spends nothing on parsing and planning
+them. Where prepared statements do not survive (PgBouncer in transaction mode) the same
+statements are sent in full instead.
+
+A batch in which some application crosses the up/down boundary (an incident opens or resolves,
+alerts are queued) is rolled back and left to the general path: that is rare, and it is where
+incidents and alerts are written.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import datetime as dt
 from typing import Any
 
 import psycopg2
+from psycopg2 import errors as pg_errors
 from psycopg2.extras import Json
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
@@ -29,27 +35,47 @@ STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "
                  "failure_threshold", "consecutive_failures", "last_heartbeat_at",
                  "last_start_at", "last_start_rid", "next_deadline_at", "next_check_at",
                  "updated_at")
-# What apply_heartbeat may change, with the types PostgreSQL needs to read NULLs in VALUES.
+# What apply_heartbeat may change, and the column types.
 CHANGED_COLUMNS = (("status", "varchar"), ("consecutive_failures", "integer"),
                    ("last_heartbeat_at", "timestamp"), ("last_start_at", "timestamp"),
                    ("last_start_rid", "varchar"), ("next_deadline_at", "timestamp"),
                    ("next_check_at", "timestamp"), ("updated_at", "timestamp"))
-HEARTBEAT_COLUMNS = ("uuid", "application_id", "kind", "exit_code", "message", "duration_ms",
-                     "metadata", "rid", "source", "remote_addr", "user_agent", "received_at")
+HEARTBEAT_COLUMNS = (("uuid", "varchar"), ("application_id", "integer"), ("kind", "varchar"),
+                     ("exit_code", "integer"), ("message", "text"), ("duration_ms", "integer"),
+                     ("metadata", "json"), ("rid", "varchar"), ("source", "varchar"),
+                     ("remote_addr", "varchar"), ("user_agent", "varchar"),
+                     ("received_at", "timestamp"))
 _TIMESTAMPS = {"last_heartbeat_at", "last_start_at", "next_deadline_at", "next_check_at",
                "updated_at"}
 
-SELECT_STATE = (f"BEGIN; SELECT {', '.join(STATE_COLUMNS)} FROM applications "
-                "WHERE uuid IN %s ORDER BY id FOR UPDATE")
-UPDATE_STATE = (
-    f"UPDATE applications AS a SET "
-    f"{', '.join(f'{name} = v.{name}' for name, _ in CHANGED_COLUMNS)} "
-    f"FROM (VALUES {{rows}}) AS v(id, {', '.join(name for name, _ in CHANGED_COLUMNS)}) "
-    "WHERE a.id = v.id;").encode()
-UPDATE_ROW = "(%s::integer, " + ", ".join(f"%s::{kind}" for _, kind in CHANGED_COLUMNS) + ")"
-INSERT_HEARTBEATS = (f"INSERT INTO heartbeats ({', '.join(HEARTBEAT_COLUMNS)}) "
-                     "VALUES {rows};").encode()
-INSERT_ROW = "(" + ", ".join(["%s"] * len(HEARTBEAT_COLUMNS)) + ")"
+
+class Statement:
+    """A statement over array parameters, prepared once per connection or sent in full."""
+
+    def __init__(self, name: str, array_types: list[str], body: str) -> None:
+        self.prepare = (f"PREPARE {name}({', '.join(f'{t}[]' for t in array_types)}) AS "
+                        + body.format(*(f"${n}" for n in range(1, len(array_types) + 1))))
+        typed = [f"%s::{t}[]" for t in array_types]
+        self.execute_prepared = f"EXECUTE {name}({', '.join(typed)})"
+        self.execute_in_full = body.format(*typed)
+
+
+LOCK_APPLICATIONS = Statement(
+    "hbmon_lock_applications", ["varchar"],
+    f"SELECT {', '.join(STATE_COLUMNS)} FROM applications WHERE uuid = ANY({{0}}) "
+    "ORDER BY id FOR UPDATE")
+UPDATE_APPLICATIONS = Statement(
+    "hbmon_update_applications", ["integer"] + [kind for _, kind in CHANGED_COLUMNS],
+    "UPDATE applications AS a SET "
+    + ", ".join(f"{name} = v.{name}" for name, _ in CHANGED_COLUMNS)
+    + " FROM unnest(" + ", ".join(f"{{{n}}}" for n in range(len(CHANGED_COLUMNS) + 1))
+    + ") AS v(id, " + ", ".join(name for name, _ in CHANGED_COLUMNS) + ") WHERE a.id = v.id")
+INSERT_HEARTBEATS = Statement(
+    "hbmon_insert_heartbeats", [kind for _, kind in HEARTBEAT_COLUMNS],
+    "INSERT INTO heartbeats (" + ", ".join(name for name, _ in HEARTBEAT_COLUMNS) + ") "
+    "SELECT * FROM unnest(" + ", ".join(f"{{{n}}}" for n in range(len(HEARTBEAT_COLUMNS)))
+    + ")")
+STATEMENTS = (LOCK_APPLICATIONS, UPDATE_APPLICATIONS, INSERT_HEARTBEATS)
 
 
 class ApplicationState:
@@ -91,6 +117,7 @@ class PostgresHeartbeatStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.use_prepared = True
         self._connection = None
 
     def write(self, items: list[tuple[str, Signal]]) -> list[Any]:
@@ -99,13 +126,23 @@ class PostgresHeartbeatStore:
         Raises NeedsGeneralPath (nothing written) when an incident would open or resolve, and
         SQLAlchemy's DBAPIError subclasses for database errors, as the ORM path does.
         """
+        try:
+            return self._write(items)
+        except pg_errors.InvalidSqlStatementName:
+            # Not where we prepared them: a pooler hands out server connections per
+            # transaction. Nothing was written; send the statements in full from now on.
+            self.use_prepared = False
+            return self._write(items)
+
+    def _write(self, items: list[tuple[str, Signal]]) -> list[Any]:
         cursor = None
         try:
             cursor = self._cursor()
-            cursor.execute(SELECT_STATE, (tuple(sorted({uuid for uuid, _ in items})),))
+            cursor.execute("BEGIN; " + self._statement_sql(LOCK_APPLICATIONS),
+                           [sorted({uuid for uuid, _ in items})])
             states = {row[1]: ApplicationState(row) for row in cursor.fetchall()}
             results: list[Any] = []
-            heartbeat_rows: list[bytes] = []
+            heartbeats: list[tuple] = []
             changed: dict[int, ApplicationState] = {}
             for application_uuid, signal in items:
                 state = states.get(application_uuid)
@@ -118,31 +155,34 @@ class PostgresHeartbeatStore:
                     raise NeedsGeneralPath()
                 if signal.kind != "log":
                     changed[state.id] = state
-                heartbeat_rows.append(cursor.mogrify(INSERT_ROW, (
+                heartbeats.append((
                     signal.uuid, state.id, signal.kind, signal.exit_code, signal.message,
                     heartbeat.duration_ms,
                     Json(signal.metadata) if signal.metadata is not None else None,
                     signal.rid, signal.source, signal.remote_addr, signal.user_agent,
-                    naive_utc(signal.received_at))))
+                    naive_utc(signal.received_at)))
                 results.append(heartbeat_view(application_uuid, signal, heartbeat.duration_ms))
-            statements = []
+            sql, parameters = [], []
             if changed:
-                rows = b", ".join(cursor.mogrify(UPDATE_ROW, (state.id, *(
-                    naive_utc(getattr(state, name)) if name in _TIMESTAMPS
-                    else getattr(state, name) for name, _ in CHANGED_COLUMNS)))
-                    for state in changed.values())
-                statements.append(UPDATE_STATE.replace(b"{rows}", rows))
-            if heartbeat_rows:
-                statements.append(INSERT_HEARTBEATS.replace(
-                    b"{rows}", b", ".join(heartbeat_rows)))
-            statements.append(b"COMMIT")
-            cursor.execute(b" ".join(statements))
+                columns = [[state.id for state in changed.values()]] + [
+                    [naive_utc(getattr(state, name)) if name in _TIMESTAMPS
+                     else getattr(state, name) for state in changed.values()]
+                    for name, _ in CHANGED_COLUMNS]
+                sql.append(self._statement_sql(UPDATE_APPLICATIONS))
+                parameters += columns
+            if heartbeats:
+                sql.append(self._statement_sql(INSERT_HEARTBEATS))
+                parameters += [list(column) for column in zip(*heartbeats)]
+            sql.append("COMMIT")
+            cursor.execute("; ".join(sql), parameters)
             return results
         except BaseException as error:
             if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
                 self.close()  # lost or stalled: a ROLLBACK would only wait again
             else:
                 self._roll_back()
+            if isinstance(error, pg_errors.InvalidSqlStatementName) and self.use_prepared:
+                raise
             if isinstance(error, psycopg2.Error):
                 raise sa_exc.DBAPIError.instance(None, None, error, psycopg2.Error) from error
             raise
@@ -157,12 +197,19 @@ class PostgresHeartbeatStore:
             finally:
                 self._connection = None
 
+    def _statement_sql(self, statement: Statement) -> str:
+        return statement.execute_prepared if self.use_prepared else statement.execute_in_full
+
     def _cursor(self):
         if self._connection is None:
             fairy = self.engine.raw_connection()
             fairy.detach()  # ours alone, closed (never pooled) when we are done with it
-            fairy.dbapi_connection.autocommit = True  # BEGIN and COMMIT are ours to send
+            connection = fairy.dbapi_connection
+            connection.autocommit = True  # BEGIN and COMMIT are ours to send
             self._connection = fairy
+            if self.use_prepared:
+                with connection.cursor() as cursor:
+                    cursor.execute("; ".join(statement.prepare for statement in STATEMENTS))
         return self._connection.dbapi_connection.cursor()
 
     def _roll_back(self) -> None:

@@ -96,14 +96,16 @@ class RateLimits:
         """Count the current request against the limits of its endpoint."""
         endpoint = request.endpoint
         if endpoint in HEARTBEAT_ENDPOINTS:
-            client = client_address()
-            uuid = (request.view_args or {}).get("uuid", "")
-            self.hit((self.heartbeat_per_client, "ping-client", client),
-                     (self.heartbeat_per_uuid, "ping-uuid", f"{uuid.lower()[:64]}@{client}"))
+            self.check_heartbeat((request.view_args or {}).get("uuid", ""), client_address())
         elif request.blueprint == "api":
             self.hit((self.api_per_key, "api", api_key_identity()))
         elif endpoint == LOGIN_ENDPOINT:
             self.hit((self.login_per_client, "login", client_address()))
+
+    def check_heartbeat(self, uuid: str, client: str) -> None:
+        """Count a heartbeat for `uuid` (as written in the URL) from `client`."""
+        self.hit((self.heartbeat_per_client, "ping-client", client),
+                 (self.heartbeat_per_uuid, "ping-uuid", f"{uuid.lower()[:64]}@{client}"))
 
     def hit(self, *checks: tuple[RateLimitItem, str, str]) -> None:
         """Count one request against each (limit, scope, key) in turn; RateLimited when over."""

@@ -26,6 +26,9 @@ ping_bp = Blueprint("ping", __name__)
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 PING_SIGNALS = {"start": "start", "fail": "fail", "log": "log"}
+PING_RULE, PING_SIGNAL_RULE = "/ping/<uuid>", "/ping/<uuid>/<signal>"
+PING_METHODS = ["GET", "POST", "HEAD"]
+PING_ANSWER = "OK"
 MAX_JSON_DEPTH = 16
 PUBLIC_API_ENDPOINTS = {"api.create_heartbeat"}
 
@@ -112,38 +115,54 @@ def storable_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
+def stored_user_agent(user_agent: str) -> str | None:
+    return storable_text(user_agent)[:300] or None
+
+
 def _client_signal(kind: str, **fields: Any) -> Signal:
     return Signal(kind=kind, received_at=runtime().clock.now(),
                   remote_addr=request.remote_addr,
-                  user_agent=storable_text(request.user_agent.string or "")[:300] or None,
-                  **fields)
+                  user_agent=stored_user_agent(request.user_agent.string or ""), **fields)
 
 
 # --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
 
-@ping_bp.route("/ping/<uuid>", methods=["GET", "POST", "HEAD"])
-@ping_bp.route("/ping/<uuid>/<signal>", methods=["GET", "POST", "HEAD"])
-def ping(uuid: str, signal: str | None = None) -> Response:
-    application_uuid = parse_uuid(uuid)
-    exit_code = None
+def ping_kind(signal: str | None) -> tuple[str, int | None]:
+    """(kind, exit code) for the last part of a ping URL: none, start/fail/log or 0-255."""
     if signal is None:
-        kind = "ok"
-    elif signal in PING_SIGNALS:
-        kind = PING_SIGNALS[signal]
-    elif signal.isascii() and signal.isdigit() and len(signal) <= 3:
+        return "ok", None
+    if signal in PING_SIGNALS:
+        return PING_SIGNALS[signal], None
+    if signal.isascii() and signal.isdigit() and len(signal) <= 3:
         exit_code = int(signal)
         if exit_code > 255:
             raise ValidationFailed({"exit_code": ["Must be between 0 and 255."]})
-        kind = kind_for_exit_code(exit_code)
-    else:
-        raise NotFound(f"Unknown ping signal: {signal[:32]!r}")
+        return kind_for_exit_code(exit_code), exit_code
+    raise NotFound(f"Unknown ping signal: {signal[:32]!r}")
+
+
+def ping_signal(kind: str, exit_code: int | None, *, received_at, remote_addr: str | None,
+                user_agent: str, rid: str | None = None, message: str = "") -> Signal:
+    return Signal(kind=kind, received_at=received_at, exit_code=exit_code, rid=rid,
+                  message=message, remote_addr=remote_addr,
+                  user_agent=stored_user_agent(user_agent))
+
+
+@ping_bp.route(PING_RULE, methods=PING_METHODS)
+@ping_bp.route(PING_SIGNAL_RULE, methods=PING_METHODS)
+def ping(uuid: str, signal: str | None = None) -> Response:
+    """Pings with a body or a query (and every refused ping); ping_fast_path.py takes the rest."""
+    application_uuid = parse_uuid(uuid)
+    kind, exit_code = ping_kind(signal)
     rid = request.args.get("rid")
     if rid is not None:
         rid = parse_uuid(rid)
     message = storable_text(read_body()[:MAX_PING_MESSAGE_BYTES].decode("utf-8", errors="replace"))
-    runtime().writer.accept(application_uuid, _client_signal(
-        kind, exit_code=exit_code, rid=rid, message=message))
-    return Response("OK", status=200, mimetype="text/plain")
+    state = runtime()
+    state.writer.accept(application_uuid, ping_signal(
+        kind, exit_code, received_at=state.clock.now(), remote_addr=request.remote_addr,
+        user_agent=request.user_agent.string or "", rid=rid, message=message))
+    return Response(PING_ANSWER, status=200, mimetype="text/plain")
 
 
 @api_bp.post("/applications/<uuid>/heartbeats")

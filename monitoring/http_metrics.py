@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask, Response, request
 
-from config import runtime
+from config import Runtime, runtime
 from monitoring import metrics
 
 log = logging.getLogger(__name__)
@@ -16,15 +16,19 @@ NOT_COUNTED_FOR_ERROR_RATE = {"monitoring.metrics", "monitoring.health",
                               "monitoring.health_dependencies"}
 
 
+def count_response(state: Runtime, method: str, route: str, endpoint: str | None,
+                   status: int) -> None:
+    """Count one response by method, URL rule (not raw path) and status."""
+    metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    if endpoint not in NOT_COUNTED_FOR_ERROR_RATE:
+        state.request_counter.count(state.clock.now(), status >= 500)
+
+
 def instrument_requests(app: Flask) -> None:
-    """Count each response by method, URL rule (not raw path) and status."""
+    """Count each response Flask serves (the ping fast path counts its own)."""
 
     @app.after_request
     def _count_response(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
-        metrics.HTTP_REQUESTS.labels(method=request.method, route=route,
-                                     status=str(response.status_code)).inc()
-        if request.endpoint not in NOT_COUNTED_FOR_ERROR_RATE:
-            state = runtime()
-            state.request_counter.count(state.clock.now(), response.status_code >= 500)
+        count_response(runtime(), request.method, route, request.endpoint, response.status_code)
         return response

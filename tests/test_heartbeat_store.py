@@ -103,6 +103,22 @@ def test_a_batch_that_opens_an_incident_is_left_whole_to_the_orm_path(app, runti
         assert db.session.scalar(select(func.count()).select_from(Alert)) == 1
 
 
+def test_without_its_prepared_statements_the_store_sends_them_in_full(app):
+    """As behind PgBouncer in transaction mode, where a prepared statement may be elsewhere."""
+    with app.app_context():
+        (uuid,) = make_applications(CONFIGS[:1])
+        store = PostgresHeartbeatStore(db.engine)
+        store.write([(uuid, signal("start", T0))])
+        with store._connection.dbapi_connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        results = store.write([(uuid, signal("ok", T0 + dt.timedelta(seconds=3)))])
+        store.write([(uuid, signal("log", T0 + dt.timedelta(seconds=4), metadata={"k": [1]}))])
+        store.close()
+        assert not store.use_prepared and results[0]["duration_ms"] == 3000
+        assert [row["kind"] for row in stored_heartbeats(uuid)] == ["start", "ok", "log"]
+        assert application_state(uuid)["status"] == "up"
+
+
 def test_a_retried_batch_stores_each_heartbeat_once(app, runtime):
     """A retry follows a lost connection, which may have lost only the COMMIT's answer."""
     with app.app_context():

@@ -231,3 +231,53 @@ def test_a_spooled_record_the_database_refuses_is_set_aside_not_blocking(app, ap
     assert runtime.heartbeat_spool.is_empty()
     rejected = (runtime.heartbeat_spool.directory / "heartbeats.rejected").read_text()
     assert '"poison\\u0000"' in rejected
+
+
+# --- The fast path (ping_fast_path.py) and the view answer alike ---------------------------
+
+def _served_by_flask(app):
+    """Names of the requests that went through Flask's request machinery."""
+    from flask import request, request_started
+    seen = []
+
+    def record(sender, **extra):
+        seen.append(f"{request.method} {request.path}")
+    request_started.connect(record, app, weak=False)
+    return seen
+
+
+def test_a_bodyless_ping_skips_flask_and_answers_like_the_view(app, anonymous, application):
+    uuid_ = application["uuid"]
+    served_by_flask = _served_by_flask(app)
+    fast = anonymous.get(f"/ping/{uuid_}/start", headers={"X-Request-ID": "job-42.run"})
+    viewed = anonymous.post(f"/ping/{uuid_}", data="with a body")
+    assert (fast.status_code, fast.text) == (viewed.status_code, viewed.text) == (200, "OK")
+    assert served_by_flask == [f"POST /ping/{uuid_}"]
+    ignored = {"date", "server", "x-request-id", "connection"}
+    assert {name.lower() for name in fast.headers} - ignored == \
+        {name.lower() for name in viewed.headers} - ignored
+    assert fast.headers["X-Request-ID"] == "job-42.run"
+    assert viewed.headers["X-Request-ID"].startswith("req_")
+    assert fast.headers["Content-Security-Policy"] == viewed.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("path, status, code", [
+    ("/ping/00000000-0000-4000-8000-000000000000", 404, "HEARTBEAT_NOT_FOUND"),
+    ("/ping/not-a-uuid", 400, "MALFORMED_REQUEST"),
+    ("/ping/{uuid}/256", 422, "VALIDATION_ERROR"),
+])
+def test_a_ping_the_fast_path_cannot_take_is_answered_by_the_view(app, anonymous, application,
+                                                                  path, status, code):
+    served_by_flask = _served_by_flask(app)
+    url = path.format(uuid=application["uuid"])
+    assert_envelope(anonymous.get(url), status, code)
+    assert served_by_flask == [f"GET {url}"]
+
+
+def test_a_ping_refused_while_the_spool_is_full_gets_the_envelope(app, anonymous, application,
+                                                                  runtime):
+    runtime.db_breaker.record_failure(RuntimeError("database down"))  # straight to the spool
+    runtime.heartbeat_spool.max_bytes = 0
+    response = anonymous.get(f"/ping/{application['uuid']}")
+    assert_envelope(response, 503, "SERVICE_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "5"

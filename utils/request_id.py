@@ -9,9 +9,13 @@ from flask import g, has_request_context, request
 _SANE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+def request_id_for(incoming: str) -> str:
+    """A sane incoming X-Request-ID, otherwise a new id."""
+    return incoming if _SANE.match(incoming) else f"req_{uuid.uuid4().hex[:20]}"
+
+
 def assign_request_id() -> None:
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SANE.match(incoming) else f"req_{uuid.uuid4().hex[:20]}"
+    g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
 
 
 def current_request_id() -> str | None:
