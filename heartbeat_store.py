@@ -31,10 +31,11 @@ from sqlalchemy.engine import Engine
 from exceptions import HeartbeatNotFound
 from heartbeat_monitor import Signal, apply_heartbeat, heartbeat_view
 
+# What apply_heartbeat reads; what it only writes needs no reading.
 STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "grace_seconds",
-                 "failure_threshold", "consecutive_failures", "last_heartbeat_at",
-                 "last_start_at", "last_start_rid", "next_deadline_at", "next_check_at",
-                 "updated_at")
+                 "failure_threshold", "consecutive_failures", "last_start_at", "last_start_rid",
+                 "next_deadline_at")
+WRITTEN_ONLY = ("last_heartbeat_at", "next_check_at", "updated_at")
 # What apply_heartbeat may change, and the column types.
 CHANGED_COLUMNS = (("status", "varchar"), ("consecutive_failures", "integer"),
                    ("last_heartbeat_at", "timestamp"), ("last_start_at", "timestamp"),
@@ -47,6 +48,7 @@ HEARTBEAT_COLUMNS = (("uuid", "varchar"), ("application_id", "integer"), ("kind"
                      ("received_at", "timestamp"))
 _TIMESTAMPS = {"last_heartbeat_at", "last_start_at", "next_deadline_at", "next_check_at",
                "updated_at"}
+_READ_TIMESTAMPS = {"last_start_at", "next_deadline_at"}
 
 
 class Statement:
@@ -81,11 +83,11 @@ STATEMENTS = (LOCK_APPLICATIONS, UPDATE_APPLICATIONS, INSERT_HEARTBEATS)
 class ApplicationState:
     """The columns of one locked application row that the state rules read and change."""
 
-    __slots__ = STATE_COLUMNS
+    __slots__ = STATE_COLUMNS + WRITTEN_ONLY
 
     def __init__(self, row: tuple) -> None:
         for name, value in zip(STATE_COLUMNS, row):
-            if name in _TIMESTAMPS and value is not None:
+            if name in _READ_TIMESTAMPS and value is not None:
                 value = value.replace(tzinfo=dt.timezone.utc)
             setattr(self, name, value)
 

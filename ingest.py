@@ -67,7 +67,8 @@ class HeartbeatWriter:
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._store: PostgresHeartbeatStore | None = None  # the writer thread's alone
+        # The writer thread's own, once known: False where the database is not PostgreSQL.
+        self._store: PostgresHeartbeatStore | bool | None = None
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -110,7 +111,7 @@ class HeartbeatWriter:
                 while not self._queue and not self._stopping:
                     self._wakeup.wait(1.0)
                 if self._stopping and not self._queue:
-                    if self._store is not None:
+                    if self._store:
                         self._store.close()
                     return
                 if self.batch_window_seconds and not self._stopping:
@@ -131,23 +132,22 @@ class HeartbeatWriter:
             # COMMIT that took effect: like a replay, it skips heartbeats already stored.
             return self.store_batch(items, replay=tries > 1)
 
-        with self.app.app_context():
-            try:
-                # A dropped connection is retried once at once: a blip is not an outage.
-                results = call_with_retries(store, is_transient=is_connection_error, attempts=2)
-                self.db_breaker.record_success()
-            except Exception as error:
-                if is_connection_error(error):
-                    self.db_breaker.record_failure(error)
-                    for pending in batch:  # each request spools its own heartbeat
-                        pending.error = error
-                        pending.done.set()
-                    return
-                # One bad heartbeat must not take its batch down with it: write them one by
-                # one, so only the bad one fails (and is answered with an error, not spooled,
-                # since it could never be stored).
-                log.exception("heartbeat batch failed; writing its heartbeats one by one")
-                results = [self._write_one(item) for item in items]
+        try:
+            # A dropped connection is retried once at once: a blip is not an outage.
+            results = call_with_retries(store, is_transient=is_connection_error, attempts=2)
+            self.db_breaker.record_success()
+        except Exception as error:
+            if is_connection_error(error):
+                self.db_breaker.record_failure(error)
+                for pending in batch:  # each request spools its own heartbeat
+                    pending.error = error
+                    pending.done.set()
+                return
+            # One bad heartbeat must not take its batch down with it: write them one by one,
+            # so only the bad one fails (and is answered with an error, not spooled, since it
+            # could never be stored).
+            log.exception("heartbeat batch failed; writing its heartbeats one by one")
+            results = [self._write_one(item) for item in items]
         stored: Counter[str] = Counter()
         for pending, result in zip(batch, results):
             if isinstance(result, BaseException):
@@ -161,14 +161,19 @@ class HeartbeatWriter:
 
     def store_batch(self, items: list[tuple[str, Signal]], replay: bool = False) -> list[Any]:
         """On PostgreSQL, the two-round-trip path first; the ORM path for everything else."""
-        if not replay and self._store is None and db.engine.dialect.name == "postgresql":
-            self._store = PostgresHeartbeatStore(db.engine)
-        if self._store is not None and not replay:
+        if self._store is None:
+            with self.app.app_context():
+                if db.engine.dialect.name == "postgresql":
+                    self._store = PostgresHeartbeatStore(db.engine)
+                else:
+                    self._store = False
+        if self._store and not replay:
             try:
                 return self._store.write(items)
             except NeedsGeneralPath:
                 pass  # an incident opens or resolves in this batch
-        return _write_batch(items, replay=replay)
+        with self.app.app_context():
+            return _write_batch(items, replay=replay)
 
     def _write_one(self, item: tuple[str, Signal]) -> Any:
         try:
