@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # The service as the benchmarks run it: quiet, no monitor in the serving process, and ping
-# limits far above the load (the limiter itself stays on the request path).
+# limits far above the load (every ping is still counted against them).
 SERVER_ENVIRONMENT = {
     "MONITOR_ENABLED": "0", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
     "PING_RATE_LIMIT": "100000000/minute", "PING_CLIENT_RATE_LIMIT": "100000000/minute",
@@ -93,8 +93,10 @@ def wait_for_port(port: int, timeout_seconds: float = 30.0) -> None:
 @contextlib.contextmanager
 def gunicorn(app_spec: str, environment: dict[str, str], workers: int, threads: int,
              log_path: Path, pythonpath: str | None = None,
-             extra_args: list[str] | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
-    """gunicorn with the project's config file; yields (port, master process)."""
+             extra_args: list[str] | None = None,
+             cwd: str | Path = ROOT) -> Iterator[tuple[int, subprocess.Popen]]:
+    """gunicorn with the project's config file, serving the code in `cwd`; yields (port,
+    master process)."""
     port = free_port()
     command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--workers", str(workers),
                "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
@@ -102,7 +104,7 @@ def gunicorn(app_spec: str, environment: dict[str, str], workers: int, threads: 
         command += ["--pythonpath", pythonpath]
     command += extra_args or []
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command + [app_spec], cwd=ROOT, env=environment,
+        process = subprocess.Popen(command + [app_spec], cwd=cwd, env=environment,
                                    stdout=log, stderr=log)
     try:
         wait_for_port(port)

@@ -1,0 +1,71 @@
+"""Where a ping's CPU goes: per-request CPU of the gunicorn workers, of PostgreSQL and of the
+whole machine, for the hello-world baseline and the service, under the ingest benchmark's load.
+
+    .venv/bin/python bench/ingest_cpu.py [extra gunicorn arguments]
+
+Reads utime+stime from /proc for the worker processes and every `postgres` process before
+and after one wrk run of 8 s (after a 3 s warm-up), and /proc/stat for the machine; divides
+by the requests served. `idle` is the share of the machine's CPU time nobody used: a high
+figure means the load is bound by latency, not CPU.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from bench_ingest import APPLICATIONS, create_applications, run_wrk
+from common import bench_database, gunicorn, scratch_dir, server_environment, worker_pids
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def postgres_pids() -> list[int]:
+    output = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in output.split()]
+
+
+def machine_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far."""
+    values = [int(value) for value in open("/proc/stat").readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICKS, sum(values) / TICKS
+
+
+def main() -> None:
+    extra = sys.argv[1:]
+    with bench_database() as database_url, scratch_dir() as scratch:
+        uuid_file = scratch / "uuids.txt"
+        uuid_file.write_text("\n".join(create_applications(database_url, APPLICATIONS)) + "\n")
+        environment = server_environment(database_url, SPOOL_DIR=str(scratch / "spool"),
+                                         PROMETHEUS_MULTIPROC_DIR=str(scratch / "prometheus"))
+        for spec, uuids, pythonpath in (("hello:app", None, "bench"),
+                                        ("app:create_app()", str(uuid_file), None)):
+            with gunicorn(spec, environment, 2, 8, scratch / "gunicorn.log", pythonpath,
+                          ["--keep-alive", "0", *extra]) as (port, master):
+                run_wrk(port, 3, uuids)
+                workers = worker_pids(master.pid)
+                before = (cpu_seconds(workers), cpu_seconds(postgres_pids()), *machine_seconds())
+                result = run_wrk(port, 8, uuids)
+                after = (cpu_seconds(workers), cpu_seconds(postgres_pids()), *machine_seconds())
+            worker, postgres, busy, total = (b - a for a, b in zip(before, after))
+            per_request = 1e6 / result["requests"]
+            print(f"{spec:18s} {result['rps']:5.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+                  f"p99 {result['p99_ms']:.1f} ms; CPU per request: workers "
+                  f"{worker * per_request:.0f} us, PostgreSQL {postgres * per_request:.0f} us, "
+                  f"machine {busy * per_request:.0f} us; idle {100 * (1 - busy / total):.0f}%",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
