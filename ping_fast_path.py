@@ -5,7 +5,8 @@ matching, hooks, response objects) cost several times what storing the heartbeat
 process. A well-formed GET, HEAD or POST of `/ping/<uuid>[/<signal>]` without a body or query
 string is parsed, counted against its rate limits, handed to the writer and answered here,
 with the headers every response carries (request id, security headers) and counted in the same
-metrics. It goes through the same functions as the view in routes.py.
+metrics. It goes through the same functions as the view in routes.py (parse_uuid, ping_kind,
+received_signal).
 
 Everything else is the view's: a body, a query string, a malformed UUID or signal. A ping
 refused here (rate limit, unknown UUID, spool full, any error) is passed on to Flask with its
@@ -15,12 +16,13 @@ place, and the refused ping is not counted against its limits twice.
 from __future__ import annotations
 
 import re
-import uuid as uuid_lib
 from typing import Any, Callable, Iterable
 
 from config import Runtime
 from monitoring.http_metrics import count_response
-from routes import (PING_ANSWER, PING_RULE, PING_SIGNAL_RULE, ping_kind, ping_signal)
+from exceptions import AppError
+from routes import (PING_ANSWER, PING_RULE, PING_SIGNAL_RULE, parse_uuid, ping_kind,
+                    received_signal)
 from security import API_HEADERS
 from utils.request_id import request_id_for
 
@@ -50,9 +52,9 @@ class PingFastPath:
         client = environ.get("REMOTE_ADDR") or "unknown"
         try:
             state.rate_limits.check_heartbeat(written_uuid, client)
-            state.writer.accept(application_uuid, ping_signal(
-                kind, exit_code, received_at=state.clock.now(), remote_addr=client,
-                user_agent=environ.get("HTTP_USER_AGENT", "")))
+            state.writer.accept(application_uuid, received_signal(
+                kind, received_at=state.clock.now(), remote_addr=client,
+                user_agent=environ.get("HTTP_USER_AGENT", ""), exit_code=exit_code))
         except Exception as error:  # answered by Flask, like every other error
             environ[CARRIED_ERROR] = error
             return self.flask_wsgi_app(environ, start_response)
@@ -74,9 +76,9 @@ class PingFastPath:
             return None
         written_uuid, signal_part = match.groups()
         try:
-            application_uuid = str(uuid_lib.UUID(written_uuid))
+            application_uuid = parse_uuid(written_uuid)
             kind, exit_code = ping_kind(signal_part)
-        except Exception:  # noqa: BLE001 (the view answers it with its error)
+        except AppError:  # the view answers it, with this error
             return None
         return application_uuid, written_uuid, signal_part, kind, exit_code
 

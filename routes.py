@@ -115,14 +115,17 @@ def storable_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def stored_user_agent(user_agent: str) -> str | None:
-    return storable_text(user_agent)[:300] or None
+def received_signal(kind: str, *, received_at, remote_addr: str | None, user_agent: str,
+                    **fields: Any) -> Signal:
+    """A heartbeat as a client sent it, its user agent as it can be stored."""
+    return Signal(kind=kind, received_at=received_at, remote_addr=remote_addr,
+                  user_agent=storable_text(user_agent)[:300] or None, **fields)
 
 
 def _client_signal(kind: str, **fields: Any) -> Signal:
-    return Signal(kind=kind, received_at=runtime().clock.now(),
-                  remote_addr=request.remote_addr,
-                  user_agent=stored_user_agent(request.user_agent.string or ""), **fields)
+    return received_signal(kind, received_at=runtime().clock.now(),
+                           remote_addr=request.remote_addr,
+                           user_agent=request.user_agent.string or "", **fields)
 
 
 # --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
@@ -141,13 +144,6 @@ def ping_kind(signal: str | None) -> tuple[str, int | None]:
     raise NotFound(f"Unknown ping signal: {signal[:32]!r}")
 
 
-def ping_signal(kind: str, exit_code: int | None, *, received_at, remote_addr: str | None,
-                user_agent: str, rid: str | None = None, message: str = "") -> Signal:
-    return Signal(kind=kind, received_at=received_at, exit_code=exit_code, rid=rid,
-                  message=message, remote_addr=remote_addr,
-                  user_agent=stored_user_agent(user_agent))
-
-
 @ping_bp.route(PING_RULE, methods=PING_METHODS)
 @ping_bp.route(PING_SIGNAL_RULE, methods=PING_METHODS)
 def ping(uuid: str, signal: str | None = None) -> Response:
@@ -158,10 +154,8 @@ def ping(uuid: str, signal: str | None = None) -> Response:
     if rid is not None:
         rid = parse_uuid(rid)
     message = storable_text(read_body()[:MAX_PING_MESSAGE_BYTES].decode("utf-8", errors="replace"))
-    state = runtime()
-    state.writer.accept(application_uuid, ping_signal(
-        kind, exit_code, received_at=state.clock.now(), remote_addr=request.remote_addr,
-        user_agent=request.user_agent.string or "", rid=rid, message=message))
+    runtime().writer.accept(application_uuid, _client_signal(
+        kind, exit_code=exit_code, rid=rid, message=message))
     return Response(PING_ANSWER, status=200, mimetype="text/plain")
 
 
