@@ -16,6 +16,15 @@ db = SQLAlchemy()
 migrate = Migrate()
 
 
+def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """An aware datetime as the UTC columns store it: naive, in UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator):
     """Stores naive UTC, always returns timezone-aware UTC, on SQLite and PostgreSQL alike."""
 
@@ -23,11 +32,7 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return naive_utc(value)
 
     def process_result_value(self, value, dialect):
         if value is None:

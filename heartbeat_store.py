@@ -10,8 +10,9 @@ of a process waits on. This path keeps one connection of its own and sends
 with the same state rules (heartbeat_monitor.apply_heartbeat) applied in between. The three
 statements take the batch as one parameter (the UUIDs as an array, the rows as a JSON array of
 objects), so their text never changes with the batch size and they are prepared once per
-connection: PostgreSQL then spends nothing on parsing and planning them. Where prepared statements do not survive (PgBouncer in transaction mode) the same
-statements are sent in full instead.
+connection: PostgreSQL then spends nothing on parsing and planning them. Where prepared
+statements do not survive (PgBouncer in transaction mode) the same statements are sent in full
+instead.
 
 A batch in which some application crosses the up/down boundary (an incident opens or resolves,
 alerts are queued) is rolled back and left to the general path: that is rare, and it is where
@@ -28,6 +29,7 @@ from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from database import naive_utc
 from exceptions import HeartbeatNotFound
 from heartbeat_monitor import Signal, apply_heartbeat, heartbeat_view
 
@@ -46,9 +48,8 @@ HEARTBEAT_COLUMNS = (("uuid", "varchar"), ("application_id", "integer"), ("kind"
                      ("metadata", "json"), ("rid", "varchar"), ("source", "varchar"),
                      ("remote_addr", "varchar"), ("user_agent", "varchar"),
                      ("received_at", "timestamp"))
-_TIMESTAMPS = {"last_heartbeat_at", "last_start_at", "next_deadline_at", "next_check_at",
-               "updated_at"}
-_READ_TIMESTAMPS = {"last_start_at", "next_deadline_at"}
+_TIMESTAMPS = {name for name, kind in CHANGED_COLUMNS if kind == "timestamp"}
+_READ_TIMESTAMPS = _TIMESTAMPS.intersection(STATE_COLUMNS)
 
 
 class Statement:
@@ -122,12 +123,8 @@ class NeedsGeneralPath(Exception):
 
 
 def utc_text(value: dt.datetime | None) -> str | None:
-    """As the UTC columns store it (naive UTC, see database.UTCDateTime), in ISO 8601."""
-    if value is None:
-        return None
-    if value.tzinfo is not dt.timezone.utc:
-        value = value.astimezone(dt.timezone.utc)
-    return value.replace(tzinfo=None).isoformat()
+    """As the UTC columns store it (database.naive_utc), in ISO 8601."""
+    return None if value is None else naive_utc(value).isoformat()
 
 
 class PostgresHeartbeatStore:
@@ -160,7 +157,7 @@ class PostgresHeartbeatStore:
                            [sorted({uuid for uuid, _ in items})])
             states = {row[1]: ApplicationState(row) for row in cursor.fetchall()}
             results: list[Any] = []
-            heartbeats: list[tuple] = []
+            heartbeats: list[dict[str, Any]] = []
             changed: dict[int, ApplicationState] = {}
             for application_uuid, signal in items:
                 state = states.get(application_uuid)
