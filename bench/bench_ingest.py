@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from common import (ROOT, bench_database, gunicorn, machine, median, report, scratch_dir,
                     server_environment)
@@ -33,6 +34,21 @@ def create_applications(database_url: str, count: int) -> list[str]:
                  for i in range(count)]
         db.engine.dispose()
     return uuids
+
+
+def application_uuid_file(database_url: str, scratch: Path) -> str:
+    """Create APPLICATIONS applications; the file of their UUIDs that load.lua pings."""
+    path = scratch / "uuids.txt"
+    path.write_text("\n".join(create_applications(database_url, APPLICATIONS)) + "\n")
+    return str(path)
+
+
+def service_environment(database_url: str, scratch: Path, name: str = "service",
+                        **settings: str) -> dict[str, str]:
+    """A served instance's environment, with its own spool and metrics directories."""
+    return server_environment(database_url, SPOOL_DIR=str(scratch / f"spool-{name}"),
+                              PROMETHEUS_MULTIPROC_DIR=str(scratch / f"prometheus-{name}"),
+                              **settings)
 
 
 def run_wrk(port: int, seconds: int, uuid_file: str | None) -> dict[str, float]:
@@ -86,17 +102,15 @@ def main() -> bool:
           f"{args.rounds} x {args.seconds} s each, alternating", flush=True)
     passed = True
     with bench_database() as database_url, scratch_dir() as scratch:
-        uuid_file = scratch / "uuids.txt"
-        uuid_file.write_text("\n".join(create_applications(database_url, APPLICATIONS)) + "\n")
-        environment = server_environment(database_url, SPOOL_DIR=str(scratch / "spool"),
-                                         PROMETHEUS_MULTIPROC_DIR=str(scratch / "prometheus"))
+        uuid_file = application_uuid_file(database_url, scratch)
+        environment = service_environment(database_url, scratch)
         log_path = scratch / "gunicorn.log"
         with gunicorn("hello:app", environment, 2, args.threads, log_path, pythonpath="bench",
                       extra_args=served) as (hello_port, _), \
                 gunicorn("app:create_app()", environment, 2, args.threads, log_path,
                          extra_args=served) as (ping_port, _):
             results = alternate({"hello": (hello_port, None),
-                                 "ping": (ping_port, str(uuid_file))}, args.rounds, args.seconds)
+                                 "ping": (ping_port, uuid_file)}, args.rounds, args.seconds)
         hello, ping = results["hello"], results["ping"]
         ratio = median([r["rps"] for r in ping]) / median([r["rps"] for r in hello])
         p99 = max(r["p99_ms"] for r in ping)
@@ -113,8 +127,8 @@ def main() -> bool:
                           extra_args=served) as (two_port, _), \
                     gunicorn("app:create_app()", environment, 4, args.threads, log_path,
                              extra_args=served) as (four_port, _):
-                scaling = alternate({"2 workers": (two_port, str(uuid_file)),
-                                     "4 workers": (four_port, str(uuid_file))},
+                scaling = alternate({"2 workers": (two_port, uuid_file),
+                                     "4 workers": (four_port, uuid_file)},
                                     args.rounds, args.seconds)
             two, four = scaling["2 workers"], scaling["4 workers"]
             print(f"  ping, 2 workers: {describe(two)}")

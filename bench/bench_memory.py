@@ -11,9 +11,9 @@ import argparse
 import sys
 import time
 
-from bench_ingest import APPLICATIONS, create_applications, run_wrk
+from bench_ingest import application_uuid_file, run_wrk, service_environment
 from common import (bench_database, gunicorn, machine, report, rss_bytes, scratch_dir,
-                    server_environment, worker_pids)
+                    worker_pids)
 
 MB = 1024 * 1024
 
@@ -28,10 +28,8 @@ def main() -> bool:
           f"{args.threads} --keep-alive 0; wrk -t2 -c16 in 20 s rounds until "
           f"{args.heartbeats:,} heartbeats", flush=True)
     with bench_database() as database_url, scratch_dir() as scratch:
-        uuid_file = scratch / "uuids.txt"
-        uuid_file.write_text("\n".join(create_applications(database_url, APPLICATIONS)) + "\n")
-        environment = server_environment(database_url, SPOOL_DIR=str(scratch / "spool"),
-                                         PROMETHEUS_MULTIPROC_DIR=str(scratch / "prometheus"))
+        uuid_file = application_uuid_file(database_url, scratch)
+        environment = service_environment(database_url, scratch)
         with gunicorn("app:create_app()", environment, 2, args.threads, scratch / "gunicorn.log",
                       extra_args=["--keep-alive", "0"]) as (port, master):
             served, errors, baseline = 0, 0, None
@@ -39,7 +37,7 @@ def main() -> bool:
                 time.sleep(0.1)
             workers = sorted(worker_pids(master.pid))
             while served < args.heartbeats:
-                result = run_wrk(port, 20, str(uuid_file))
+                result = run_wrk(port, 20, uuid_file)
                 served += result["requests"]
                 errors += result["errors"]
                 if sorted(worker_pids(master.pid)) != workers:

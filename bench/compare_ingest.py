@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from bench_ingest import APPLICATIONS, create_applications, run_wrk
-from common import ROOT, bench_database, gunicorn, median, scratch_dir, server_environment
+from bench_ingest import application_uuid_file, run_wrk, service_environment
+from common import ROOT, bench_database, gunicorn, median, scratch_dir
 
 
 def settings(pairs: list[str]) -> dict[str, str]:
@@ -30,14 +30,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
     with bench_database() as database_url, scratch_dir() as scratch:
-        uuid_file = scratch / "uuids.txt"
-        uuid_file.write_text("\n".join(create_applications(database_url, APPLICATIONS)) + "\n")
-        uuids = str(uuid_file)
+        uuids = application_uuid_file(database_url, scratch)
 
         def environment(name: str, pairs: list[str]) -> dict[str, str]:
-            return server_environment(database_url, SPOOL_DIR=str(scratch / f"spool-{name}"),
-                                      PROMETHEUS_MULTIPROC_DIR=str(scratch / f"prom-{name}"),
-                                      **settings(pairs))
+            return service_environment(database_url, scratch, name, **settings(pairs))
         log, served = scratch / "gunicorn.log", ["--keep-alive", "0"]
         with gunicorn("hello:app", environment("hello", []), 2, 8, log, "bench",
                       served) as (hello, _), \

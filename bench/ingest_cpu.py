@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 
-from bench_ingest import APPLICATIONS, create_applications, run_wrk
-from common import bench_database, gunicorn, scratch_dir, server_environment, worker_pids
+from bench_ingest import application_uuid_file, run_wrk, service_environment
+from common import bench_database, gunicorn, scratch_dir, worker_pids
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -45,12 +45,10 @@ def machine_seconds() -> tuple[float, float]:
 def main() -> None:
     extra = sys.argv[1:]
     with bench_database() as database_url, scratch_dir() as scratch:
-        uuid_file = scratch / "uuids.txt"
-        uuid_file.write_text("\n".join(create_applications(database_url, APPLICATIONS)) + "\n")
-        environment = server_environment(database_url, SPOOL_DIR=str(scratch / "spool"),
-                                         PROMETHEUS_MULTIPROC_DIR=str(scratch / "prometheus"))
+        uuid_file = application_uuid_file(database_url, scratch)
+        environment = service_environment(database_url, scratch)
         for spec, uuids, pythonpath in (("hello:app", None, "bench"),
-                                        ("app:create_app()", str(uuid_file), None)):
+                                        ("app:create_app()", uuid_file, None)):
             with gunicorn(spec, environment, 2, 8, scratch / "gunicorn.log", pythonpath,
                           ["--keep-alive", "0", *extra]) as (port, master):
                 run_wrk(port, 3, uuids)
