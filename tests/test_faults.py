@@ -49,6 +49,19 @@ class Fixture:
             db.session.remove()
         return value
 
+    def stored_messages(self) -> list[str]:
+        with self.app.app_context():
+            messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+            db.session.remove()
+        return messages
+
+    def wait_for_heartbeats(self, count: int, timeout_seconds: float) -> None:
+        """Until `count` heartbeats are stored (a spool being replayed), or the timeout."""
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline and \
+                self.count(select(func.count(Heartbeat.id))) < count:
+            time.sleep(0.1)
+
     def close(self):
         with self.app.app_context():
             db.engine.dispose()
@@ -143,16 +156,12 @@ def test_database_cut_loses_no_heartbeat_and_recovers_quickly(fixture):
             thread.join()
 
         # Everything answered 200/202 ends up stored, exactly once, once the spool is replayed.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and \
-                fixture.count(select(func.count(Heartbeat.id))) < len(accepted):
-            time.sleep(0.2)
+        fixture.wait_for_heartbeats(len(accepted), 30)
     finally:
         exit_code = server.stop()
         proxy.close()
 
-    with fixture.app.app_context():
-        stored = db.session.execute(select(Heartbeat.message)).scalars().all()
+    stored = fixture.stored_messages()
     duplicates = [m for m, n in collections.Counter(stored).items() if n > 1]
     print(f"\naccepted {len(accepted)}, stored {len(stored)}, recovery {recovery_seconds:.2f} s,"
           f" slowest heartbeat answer {max(latencies):.2f} s")
@@ -356,8 +365,7 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_nothing(fixtur
     for thread in clients:
         thread.join()
     stored = fixture.count(select(func.count(Heartbeat.id)))
-    with fixture.app.app_context():
-        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    messages = fixture.stored_messages()
     assert exit_code == 0, server.stderr_tail()
     assert accepted_before_stop > 20
     assert refused == []  # no request was cut short with an error while shutting down
@@ -383,15 +391,11 @@ def test_sigterm_while_the_database_is_down_keeps_the_spool_for_the_next_start(f
         assert fixture.count(select(func.count(Heartbeat.id))) == 0
         proxy.restore()
         server = ServerProcess(env).start()  # its monitor replays the spool before judging
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and \
-                fixture.count(select(func.count(Heartbeat.id))) < len(accepted):
-            time.sleep(0.1)
+        fixture.wait_for_heartbeats(len(accepted), 20)
     finally:
         exit_code = server.stop()
         proxy.close()
-    with fixture.app.app_context():
-        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    messages = fixture.stored_messages()
     assert exit_code == 0
     assert sorted(messages) == sorted(accepted)
 
