@@ -1,7 +1,8 @@
 """Alerts: written as an outbox with the change they report, then delivered at least once.
 
-Delivery claims due alerts (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease, sends each
-through its channel's circuit breaker inside a per-kind bulkhead, and records every attempt.
+Delivery claims due alerts (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease, a batch of
+one channel's per free slot of a per-kind bulkhead; the slot sends them in turn through the
+channel's circuit breaker and records every attempt before its next send.
 A transient failure re-queues the alert with jittered backoff (honoring Retry-After); a
 permanent one marks it `failed`; an alert older than ALERT_MAX_AGE_SECONDS becomes `dead`.
 A crash between sending and recording lets the lease expire, so the alert is sent again:
@@ -20,16 +21,17 @@ import smtplib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
 from flask import Flask
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, or_, select, text, update
 
 from config import Settings
-from database import db
+from database import db, utc_text
 from exceptions import AlertNotFound, Conflict
 from models import CHANNEL_KINDS, Alert, Application, Channel, DeliveryAttempt, Incident, new_uuid
 from monitoring import metrics
@@ -127,7 +129,7 @@ class Senders:
             self._local.session = session
         return session
 
-    def send(self, channel: Channel, alert_uuid: str, payload: dict[str, Any]) -> int | None:
+    def send(self, channel: Channel | Target, alert_uuid: str, payload: dict[str, Any]) -> int | None:
         """Deliver; returns the HTTP status (None for email)."""
         if channel.kind == "webhook":
             return self._post(channel, alert_uuid, payload, signed=True)
@@ -138,7 +140,7 @@ class Senders:
             return None
         raise PermanentDeliveryError(f"unknown channel kind {channel.kind!r}")
 
-    def _post(self, channel: Channel, alert_uuid: str, body_json: dict[str, Any],
+    def _post(self, channel: Channel | Target, alert_uuid: str, body_json: dict[str, Any],
               signed: bool) -> int:
         body = json.dumps(body_json, separators=(",", ":")).encode()
         headers = {**(channel.headers or {}), "Content-Type": "application/json",
@@ -171,7 +173,7 @@ class Senders:
                                          http_status=status)
         raise PermanentDeliveryError(f"HTTP {status}", http_status=status)
 
-    def _send_email(self, channel: Channel, alert_uuid: str, payload: dict[str, Any]) -> None:
+    def _send_email(self, channel: Channel | Target, alert_uuid: str, payload: dict[str, Any]) -> None:
         if not self.settings.SMTP_URL:
             raise PermanentDeliveryError("SMTP_URL is not configured")
         target = urlsplit(self.settings.SMTP_URL)
@@ -230,8 +232,57 @@ def email_body(payload: dict[str, Any]) -> str:
 
 # --- The delivery worker -------------------------------------------------------------------
 
+SLOT_BATCH = 16  # alerts of one channel a delivery slot sends in turn before it is given back
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a sender needs of a channel, read in the transaction that claims its alerts."""
+
+    id: int
+    kind: str
+    url: str | None
+    headers: dict | None
+    secret: str | None
+    addresses: list | None
+
+
+@dataclass(frozen=True)
+class ClaimedAlert:
+    id: int
+    uuid: str
+    payload: dict
+    attempt_count: int
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Alerts of one channel, oldest first, that one delivery slot sends under one lease."""
+
+    target: Target
+    alerts: list[ClaimedAlert]
+    lease: dt.datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to write for one claimed alert: its new values and the attempt, if one was made."""
+
+    alert_id: int
+    lease: dt.datetime
+    values: dict[str, Any]
+    attempt: dict[str, Any] | None = None
+
+
 class Deliverer:
-    """Claims due alerts and sends them, a bulkhead per channel kind, a breaker per channel."""
+    """Claims due alerts and sends them, a bulkhead per channel kind, a breaker per channel.
+
+    A pass claims, for each free slot, up to SLOT_BATCH due alerts of one channel; the slot
+    sends them in turn and stops at the first that is not delivered. Each outcome is written,
+    together with those of the other slots waiting at that moment (one transaction), before
+    the slot sends its next alert.
+    """
 
     def __init__(self, app: Flask, settings: Settings, clock: Any, breakers: BreakerRegistry):
         self.app = app
@@ -242,40 +293,53 @@ class Deliverer:
         self.per_kind = settings.ALERT_CONCURRENCY_PER_KIND
         self.per_channel = max(1, min(settings.ALERT_CONCURRENCY_PER_CHANNEL, self.per_kind))
         self.lease = dt.timedelta(seconds=settings.ALERT_TIMEOUT_SECONDS * 3 + 30)
+        # A slot starts its next alert only while the lease still covers a whole send
+        # (connecting and reading each get the timeout).
+        self._send_budget = dt.timedelta(seconds=settings.ALERT_TIMEOUT_SECONDS * 2 + 30)
         self._pools = {kind: ThreadPoolExecutor(self.per_kind, thread_name_prefix=f"alert-{kind}")
                        for kind in CHANNEL_KINDS}
         self._lock = threading.Condition()
-        # Alerts this process is sending now, with their channel and kind: the bulkhead counts
-        # come from here, and none is claimed again meanwhile, even when its lease has run out
-        # (a stalled send, or a test clock that jumps).
-        self._in_flight: dict[int, tuple[int, str]] = {}
+        self._slots: dict[int, tuple[int, str]] = {}  # id(batch) -> (channel id, kind)
+        # Alerts this process has claimed and whose outcome is not written yet: none is claimed
+        # again meanwhile, even when its lease has run out (a stalled send, a test clock jump).
+        self._claimed: set[int] = set()
+        self._outcomes: list[tuple[int, Outcome]] = []  # (ticket, outcome), oldest first
+        self._tickets = self._written_ticket = self._failed_ticket = 0
+        self._writing = False  # one thread at a time writes, on this connection (PostgreSQL)
+        self._engine: Engine | None = None
+        self._connection: Connection | None = None
+        self._stopping = False
         self._expired_at: dt.datetime | None = None
+        self._pass_wanted = threading.Event()  # a slot came free, or wake() was called
 
     def breaker_for(self, channel_id: int):
         return self.breakers.get(f"channel:{channel_id}")
 
-    # One pass: expire (at most once a second), claim what has a free slot, start sending it.
+    # One pass: write outcomes left over, expire (at most once a second), claim what has a free
+    # slot, start sending it. Returns the number of slots started.
     def dispatch_due(self) -> int:
+        self._flush_outcomes()
         now = self.clock.now()
         with self.app.app_context():
-            # Expiring scans every pending alert; a pass runs after each delivery. The claim
-            # skips expired alerts itself, so marking them dead may wait a second.
+            # Expiring scans every pending alert. The claim skips expired alerts itself, so
+            # marking them dead may wait a second.
             last = self._expired_at
             if last is None or not last <= now < last + EXPIRE_INTERVAL:
                 expire_alerts(now)
                 self._expired_at = now
-            claimed = self._claim(now)
-        for alert_id, _, kind, lease in claimed:
-            self._pools[kind].submit(self._deliver_claimed, alert_id, lease)
-        return len(claimed)
+            batches = self._claim(now)
+        for batch in batches:
+            self._pools[batch.target.kind].submit(self._run_batch, batch)
+        return len(batches)
 
-    def _claim(self, now: dt.datetime) -> list[tuple[int, int, str, dt.datetime]]:
+    def _claim(self, now: dt.datetime) -> list[Batch]:
         with self._lock:
-            in_flight = dict(self._in_flight)
-        kind_busy = collections.Counter(kind for _, kind in in_flight.values())
-        channel_busy = collections.Counter(channel_id for channel_id, _ in in_flight.values())
+            claimed = set(self._claimed)
+            slots = list(self._slots.values())
+        kind_busy = collections.Counter(kind for _, kind in slots)
+        channel_busy = collections.Counter(channel_id for channel_id, _ in slots)
         free = {kind: self.per_kind - kind_busy[kind] for kind in CHANNEL_KINDS}
-        kinds = [kind for kind, slots in free.items() if slots > 0]
+        kinds = [kind for kind, slots_free in free.items() if slots_free > 0]
         if not kinds:
             return []
         rows = db.session.execute(
@@ -286,59 +350,89 @@ class Deliverer:
                    or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
                    Channel.kind.in_(kinds))
             .order_by(Alert.next_attempt_at, Alert.id)
-            .limit(sum(free[kind] for kind in kinds) * 4)
+            # Enough rows to fill a batch even when the queue interleaves many channels.
+            .limit(self.per_kind * len(kinds) * SLOT_BATCH)
             .with_for_update(skip_locked=True, of=Alert)).all()
-        chosen = []
+        new_slots: dict[int, list[list[int]]] = collections.defaultdict(list)
+        breaker_states: dict[int, str] = {}
         for alert_id, channel_id, kind in rows:
-            if alert_id in in_flight:
+            if alert_id in claimed:
                 continue
-            breaker = self.breaker_for(channel_id)
-            limit = 1 if breaker.state != "closed" else self.per_channel
-            if breaker.state == STATE_OPEN or free[kind] <= 0 \
-                    or channel_busy[channel_id] >= limit:
+            state = breaker_states.get(channel_id)
+            if state is None:
+                state = breaker_states[channel_id] = self.breaker_for(channel_id).state
+            if state == STATE_OPEN:
                 continue
-            free[kind] -= 1
-            channel_busy[channel_id] += 1
-            chosen.append((alert_id, channel_id, kind))
+            # A breaker that is not closed lets one probe through: one slot, one alert.
+            limit, size = (self.per_channel, SLOT_BATCH) if state == "closed" else (1, 1)
+            if free[kind] > 0 and channel_busy[channel_id] < limit:
+                free[kind] -= 1
+                channel_busy[channel_id] += 1
+                new_slots[channel_id].append([alert_id])
+                continue
+            fillable = [slot for slot in new_slots[channel_id] if len(slot) < size]
+            if fillable:
+                min(fillable, key=len).append(alert_id)
+        chosen = [alert_id for slots_of in new_slots.values() for slot in slots_of
+                  for alert_id in slot]
         if not chosen:
             db.session.rollback()
             return []
         lease = now + self.lease
-        db.session.execute(update(Alert).where(Alert.id.in_([c[0] for c in chosen]))
-                           .values(claimed_until=lease))
+        db.session.execute(update(Alert).where(Alert.id.in_(chosen)).values(claimed_until=lease))
+        details = db.session.execute(
+            select(Alert.id, Alert.uuid, Alert.payload, Alert.attempt_count, Alert.expires_at,
+                   Channel.id, Channel.kind, Channel.url, Channel.headers, Channel.secret,
+                   Channel.addresses)
+            .join(Channel, Channel.id == Alert.channel_id).where(Alert.id.in_(chosen))).all()
         db.session.commit()
+        alerts, targets = {}, {}
+        for row in details:
+            alerts[row[0]] = ClaimedAlert(*row[:5])
+            targets[row[5]] = Target(*row[5:])
+        batches = [Batch(targets[channel_id], [alerts[alert_id] for alert_id in slot], lease)
+                   for channel_id, slots_of in new_slots.items() for slot in slots_of]
         with self._lock:
-            for alert_id, channel_id, kind in chosen:
-                self._in_flight[alert_id] = (channel_id, kind)
-        return [(alert_id, channel_id, kind, lease) for alert_id, channel_id, kind in chosen]
+            self._claimed.update(chosen)
+            for batch in batches:
+                self._slots[id(batch)] = (batch.target.id, batch.target.kind)
+        return batches
 
-    def _deliver_claimed(self, alert_id: int, lease: dt.datetime) -> None:
+    def _run_batch(self, batch: Batch) -> None:
+        pending = collections.deque(batch.alerts)
+        release: dict[str, Any] = {}  # what an alert left unsent gets
         try:
-            with self.app.app_context():
-                self._deliver(alert_id, lease)
-        except Exception as error:  # the worker must survive anything, e.g. a database outage
-            log.warning("alert delivery pass failed: %s", type(error).__name__)
+            while pending and not self._stopping:
+                if len(pending) < len(batch.alerts) \
+                        and self.clock.now() + self._send_budget > batch.lease:
+                    break
+                breaker = self.breaker_for(batch.target.id)
+                if not breaker.allow():  # opened meanwhile, or another call is the probe
+                    wait = max(breaker.open_remaining, 1.0)
+                    release = {"next_attempt_at": self.clock.now() + dt.timedelta(seconds=wait)}
+                    break
+                outcome = self._send(batch.target, pending[0], batch.lease, breaker)
+                pending.popleft()
+                if not self._record([outcome]) or outcome.values.get("state") != "delivered":
+                    break
+        except Exception as error:  # the slot must survive anything
+            log.warning("alert delivery failed: %s", type(error).__name__)
             with self.app.app_context():
                 record_error(error, 500)
         finally:
+            if pending:
+                self._record([Outcome(alert.id, batch.lease, release) for alert in pending])
             with self._lock:
-                del self._in_flight[alert_id]
+                del self._slots[id(batch)]
                 self._lock.notify_all()
+            self._pass_wanted.set()
 
-    def _deliver(self, alert_id: int, lease: dt.datetime) -> None:
-        alert = db.session.get(Alert, alert_id)
-        if alert is None or alert.claimed_until != lease or alert.state != "pending":
-            return
-        channel = alert.channel
-        breaker = self.breaker_for(channel.id)
-        if not breaker.allow():  # opened meanwhile, or another call is the half-open probe
-            wait = max(breaker.open_remaining, 1.0)
-            _finish(alert, lease, next_attempt_at=self.clock.now() + dt.timedelta(seconds=wait))
-            return
+    def _send(self, target: Target, alert: ClaimedAlert, lease: dt.datetime,
+              breaker: Any) -> Outcome:
         started = time.perf_counter()
         http_status, error_text, retry_after = None, None, None
         try:
-            http_status = self.senders.send(channel, alert.uuid, alert.payload)
+            http_status = self.senders.send(target, alert.uuid, alert.payload)
             outcome = "delivered"
             breaker.record_success()
         except TransientError as error:
@@ -351,36 +445,119 @@ class Deliverer:
         except Exception as error:  # a bug in a sender: keep the alert, retry later
             outcome, error_text = "transient_error", f"internal error: {type(error).__name__}"
             breaker.record_neutral()
-            record_error(error, 500)
+            with self.app.app_context():
+                record_error(error, 500)
         duration = time.perf_counter() - started
-        metrics.ALERT_DELIVERY_ATTEMPTS.labels(channel_kind=channel.kind, outcome=outcome).inc()
+        metrics.ALERT_DELIVERY_ATTEMPTS.labels(channel_kind=target.kind, outcome=outcome).inc()
         metrics.ALERT_DELIVERY_SECONDS.observe(duration)
         now = self.clock.now()
-        db.session.add(DeliveryAttempt(alert_id=alert.id, attempted_at=now, outcome=outcome,
-                                       http_status=http_status, error=error_text,
-                                       duration_ms=int(duration * 1000)))
+        attempt = {"alert_id": alert.id, "attempted_at": now, "outcome": outcome,
+                   "http_status": http_status, "error": error_text,
+                   "duration_ms": int(duration * 1000)}
         attempts = alert.attempt_count + 1
         if outcome == "delivered":
-            _finish(alert, lease, state="delivered", delivered_at=now, attempt_count=attempts,
-                    last_error=None)
+            values = {"state": "delivered", "delivered_at": now, "last_error": None}
         elif outcome == "permanent_error":
-            _finish(alert, lease, state="failed", attempt_count=attempts, last_error=error_text)
+            values = {"state": "failed", "last_error": error_text}
         elif now >= alert.expires_at:
-            _finish(alert, lease, state="dead", attempt_count=attempts, last_error=error_text)
+            values = {"state": "dead", "last_error": error_text}
         else:
             delay = backoff_seconds(attempts, retry_after)
-            _finish(alert, lease, attempt_count=attempts, last_error=error_text,
-                    next_attempt_at=now + dt.timedelta(seconds=delay))
+            values = {"last_error": error_text,
+                      "next_attempt_at": now + dt.timedelta(seconds=delay)}
+        return Outcome(alert.id, lease, {**values, "attempt_count": attempts}, attempt)
+
+    def _record(self, outcomes: list[Outcome]) -> bool:
+        """Queue outcomes; True once they are written, False if writing them failed.
+
+        Outcomes queued by several slots are written in one transaction (group commit) by one
+        of the waiting threads. A slot sends its next alert only after its last outcome is
+        written, so a crash resends at most the sends in flight.
+        """
+        with self._lock:
+            self._tickets += 1
+            ticket = self._tickets
+            self._outcomes.extend((ticket, outcome) for outcome in outcomes)
+            while True:
+                if self._written_ticket >= ticket:
+                    return True
+                if self._failed_ticket >= ticket:
+                    return False
+                if not self._writing:
+                    self._writing = True
+                    break
+                self._lock.wait()
+        self._write_queued()
+        with self._lock:
+            return self._written_ticket >= ticket
+
+    def _flush_outcomes(self) -> None:
+        """Write outcomes whose write failed before (the database was down)."""
+        with self._lock:
+            if self._writing or not self._outcomes:
+                return
+            self._writing = True
+        self._write_queued()
+
+    def _write_queued(self) -> None:
+        """Write every queued outcome in one transaction; the caller holds the writing role.
+
+        Outcomes that cannot be written stay queued, their alerts still claimed by this
+        process, and the next pass writes them.
+        """
+        with self._lock:
+            queued, self._outcomes = self._outcomes, []
+        last_ticket = max(ticket for ticket, _ in queued)
+        try:
+            self._write([outcome for _, outcome in queued])
+        except Exception as error:
+            with self._lock:
+                self._outcomes[:0] = queued
+                self._failed_ticket = last_ticket
+                self._writing = False
+                self._lock.notify_all()
+            log.warning("recording %d alert outcomes failed, kept to retry: %s", len(queued),
+                        type(error).__name__)
+            with self.app.app_context():
+                record_error(error, 500)
+            return
+        with self._lock:
+            self._written_ticket = max(self._written_ticket, last_ticket)
+            self._claimed.difference_update(outcome.alert_id for _, outcome in queued)
+            self._writing = False
+            self._lock.notify_all()
+
+    def _write(self, outcomes: list[Outcome]) -> None:
+        if self._engine is None:
+            with self.app.app_context():
+                self._engine = db.engine
+        if self._engine.dialect.name != "postgresql":
+            with self.app.app_context():
+                write_outcomes(outcomes)
+            return
+        try:
+            if self._connection is None:
+                self._connection = self._engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT")
+            write_outcomes_postgres(self._connection, outcomes)
+        except Exception:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.invalidate()
+            raise
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return bool(self._slots or self._claimed)
 
     def drain(self, timeout_seconds: float = 60.0) -> None:
         """Deliver until nothing is due and nothing is in flight (for tests and shutdown)."""
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
-            with self._lock:
-                was_busy = bool(self._in_flight)
+            was_busy = self._busy()
             started = self.dispatch_due()
             with self._lock:
-                busy = bool(self._in_flight)
+                busy = bool(self._slots or self._claimed)
                 if busy:
                     self._lock.wait(0.05)
             # A delivery that finished during the pass (a probe closing its breaker) may have
@@ -391,30 +568,86 @@ class Deliverer:
     def run(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
         """Deliver until `stop` is set; never dies of a failed pass."""
         while not stop.is_set():
+            self._pass_wanted.clear()
             try:
-                started = self.dispatch_due()
+                self.dispatch_due()
             except Exception as error:
                 log.warning("alert dispatch failed: %s", type(error).__name__)
-                started = 0
                 stop.wait(idle_seconds)
-            with self._lock:
-                if not started:
-                    self._lock.wait(idle_seconds)
+            # A pass fills every free slot it can; the next is due when a slot comes free.
+            self._pass_wanted.wait(idle_seconds)
 
     def wake(self) -> None:
+        self._pass_wanted.set()
         with self._lock:
             self._lock.notify_all()
 
     def shutdown(self, wait: bool = True) -> None:
+        """Stop starting sends: slots give back their unsent alerts, outcomes are written."""
+        self._stopping = True
         for pool in self._pools.values():
             pool.shutdown(wait=wait, cancel_futures=True)
+        if wait:
+            self._flush_outcomes()  # if this fails, the leases run out and the alerts go again
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
-def _finish(alert: Alert, lease: dt.datetime, **values: Any) -> None:
-    """Record the outcome only if our claim still holds (compare-and-set on the lease)."""
-    db.session.execute(update(Alert).where(Alert.id == alert.id, Alert.claimed_until == lease)
-                       .values(claimed_until=None, **values))
+def write_outcomes(outcomes: list[Outcome]) -> None:
+    """Record outcomes only where our claim still holds (compare-and-set on the lease)."""
+    attempts = [outcome.attempt for outcome in outcomes if outcome.attempt]
+    if attempts:
+        db.session.execute(DeliveryAttempt.__table__.insert(), attempts)
+    alerts = Alert.__table__
+    by_columns: dict[frozenset, list[dict[str, Any]]] = collections.defaultdict(list)
+    for outcome in outcomes:
+        by_columns[frozenset(outcome.values)].append(
+            {"claimed_id": outcome.alert_id, "claimed_lease": outcome.lease,
+             "claimed_until": None, **outcome.values})
+    for params in by_columns.values():  # SET takes the parameters' column names
+        db.session.execute(alerts.update().where(alerts.c.id == bindparam("claimed_id"),
+                                                 alerts.c.claimed_until == bindparam(
+                                                     "claimed_lease")), params)
     db.session.commit()
+
+
+# The same in one statement, for PostgreSQL: one round trip on the writer's own connection.
+WRITE_OUTCOMES = text("""
+WITH outcome AS (
+    SELECT * FROM json_to_recordset(CAST(:outcomes AS json)) AS o(
+        id integer, lease timestamp, state varchar, attempt_count integer, set_error boolean,
+        last_error text, delivered_at timestamp, next_attempt_at timestamp)
+), updated AS (
+    UPDATE alerts AS a SET claimed_until = NULL,
+        state = COALESCE(o.state, a.state),
+        attempt_count = COALESCE(o.attempt_count, a.attempt_count),
+        last_error = CASE WHEN o.set_error THEN o.last_error ELSE a.last_error END,
+        delivered_at = COALESCE(o.delivered_at, a.delivered_at),
+        next_attempt_at = COALESCE(o.next_attempt_at, a.next_attempt_at)
+    FROM outcome AS o WHERE a.id = o.id AND a.claimed_until = o.lease
+)
+INSERT INTO delivery_attempts (alert_id, attempted_at, outcome, http_status, error, duration_ms)
+SELECT * FROM json_to_recordset(CAST(:attempts AS json)) AS d(
+    alert_id integer, attempted_at timestamp, outcome varchar, http_status integer, error text,
+    duration_ms integer)
+""")
+
+
+def write_outcomes_postgres(connection: Connection, outcomes: list[Outcome]) -> None:
+    """write_outcomes in one statement, on a connection in autocommit."""
+    rows = [{"id": outcome.alert_id, "lease": utc_text(outcome.lease),
+             "state": outcome.values.get("state"),
+             "attempt_count": outcome.values.get("attempt_count"),
+             "set_error": "last_error" in outcome.values,
+             "last_error": outcome.values.get("last_error"),
+             "delivered_at": utc_text(outcome.values.get("delivered_at")),
+             "next_attempt_at": utc_text(outcome.values.get("next_attempt_at"))}
+            for outcome in outcomes]
+    attempts = [{**outcome.attempt, "attempted_at": utc_text(outcome.attempt["attempted_at"])}
+                for outcome in outcomes if outcome.attempt]
+    connection.execute(WRITE_OUTCOMES, {"outcomes": json.dumps(rows),
+                                        "attempts": json.dumps(attempts)})
 
 
 def expire_alerts(now: dt.datetime) -> int:

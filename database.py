@@ -25,6 +25,11 @@ def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
+def utc_text(value: dt.datetime | None) -> str | None:
+    """As the UTC columns store it (naive_utc), in ISO 8601: for rows sent as JSON."""
+    return None if value is None else naive_utc(value).isoformat()
+
+
 class UTCDateTime(TypeDecorator):
     """Stores naive UTC, always returns timezone-aware UTC, on SQLite and PostgreSQL alike."""
 

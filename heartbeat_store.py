@@ -29,7 +29,7 @@ from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from database import naive_utc
+from database import naive_utc, utc_text
 from exceptions import HeartbeatNotFound
 from heartbeat_monitor import Signal, apply_heartbeat, heartbeat_view
 
@@ -120,11 +120,6 @@ class HeartbeatRow:
 
 class NeedsGeneralPath(Exception):
     """The batch changes some application across the up/down boundary."""
-
-
-def utc_text(value: dt.datetime | None) -> str | None:
-    """As the UTC columns store it (database.naive_utc), in ISO 8601."""
-    return None if value is None else naive_utc(value).isoformat()
 
 
 class PostgresHeartbeatStore:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from database import db
-from models import Alert, Heartbeat
+from models import Alert, DeliveryAttempt, Heartbeat
 from tests.conftest import TEST_DATABASE_URL, make_key, migrate
 from tests.faults import ChaosProxy, ClockFile, MonitorProcess, ServerProcess
 from tests.helpers import ENVELOPE_KEYS, assert_no_leak
@@ -234,6 +234,51 @@ def test_alert_sink_failing_then_recovering_gets_each_alert_once(fixture, sink, 
     with fixture.app.app_context():
         states = db.session.execute(select(Alert.state)).scalars().all()
     assert states == ["delivered"] * 10
+
+
+def test_database_cut_while_sending_records_the_outcome_once_it_is_back(fixture, sink, caplog):
+    """A send that succeeds while the database is cut is recorded when it returns, and the
+    alert is not sent again; the slot sends nothing more until then."""
+    with fixture.app.app_context():
+        from applications import create_application
+        from channels import create_channel
+        from heartbeat_monitor import Signal, record_heartbeat
+        channel = create_channel({"name": "hook", "kind": "webhook", "url": sink.url}, T0)
+        for n in range(3):
+            application = create_application({"name": f"job-{n}", "channels": [channel.id]}, T0)
+            record_heartbeat(application.uuid, Signal(kind="fail", received_at=T0))
+        db.session.remove()
+    target = make_url(TEST_DATABASE_URL)
+    proxy = ChaosProxy(target.host or "127.0.0.1", target.port or 5432)
+    delivering = create_app({"DATABASE_URL": _through(proxy, fixture.url), "MONITOR_ENABLED": False,
+                             "LOG_FORMAT": "text", "CLOCK": ManualClock(T0),
+                             "SPOOL_DIR": str(fixture.tmp_path / "delivering-spool"),
+                             "ALERT_CONCURRENCY_PER_CHANNEL": 1})
+    deliverer = delivering.extensions["hbmon"].deliverer
+    sink.default = {"status": 200, "hang": 1.0}
+    try:
+        assert deliverer.dispatch_due() == 1  # one slot, the channel's three alerts in turn
+        proxy.cut()  # while the first send hangs
+        deadline = time.monotonic() + 15
+        while "alert outcomes failed, kept to retry" not in caplog.text \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "alert outcomes failed, kept to retry" in caplog.text
+        assert len(sink.received) == 1  # and nothing more is sent while it cannot be recorded
+        proxy.restore()
+        sink.default = 200
+        deliverer.drain(15)
+    finally:
+        delivering.extensions["hbmon"].shutdown()
+        with delivering.app_context():
+            db.engine.dispose()
+        proxy.close()
+    with fixture.app.app_context():
+        alerts = list(db.session.execute(select(Alert)).scalars())
+        attempts = db.session.execute(select(DeliveryAttempt.alert_id)).scalars().all()
+    assert sorted(collections.Counter(sink.alert_ids()).values()) == [1, 1, 1]
+    assert {(alert.state, alert.attempt_count) for alert in alerts} == {("delivered", 1)}
+    assert sorted(attempts) == sorted(alert.id for alert in alerts)
 
 
 def test_monitor_killed_while_delivering_loses_no_alert(fixture, sink):
