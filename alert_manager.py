@@ -233,6 +233,9 @@ def email_body(payload: dict[str, Any]) -> str:
 # --- The delivery worker -------------------------------------------------------------------
 
 SLOT_BATCH = 16  # alerts of one channel a delivery slot sends in turn before it is given back
+# A slot has one batch sending and one claimed, waiting to start the moment the slot comes free
+# (no wait for the next claim); the per-channel limit counts both.
+BATCHES_PER_SLOT = 2
 
 
 @dataclass(frozen=True)
@@ -338,7 +341,8 @@ class Deliverer:
             slots = list(self._slots.values())
         kind_busy = collections.Counter(kind for _, kind in slots)
         channel_busy = collections.Counter(channel_id for channel_id, _ in slots)
-        free = {kind: self.per_kind - kind_busy[kind] for kind in CHANNEL_KINDS}
+        free = {kind: BATCHES_PER_SLOT * self.per_kind - kind_busy[kind]
+                for kind in CHANNEL_KINDS}
         kinds = [kind for kind, slots_free in free.items() if slots_free > 0]
         if not kinds:
             return []
@@ -403,8 +407,7 @@ class Deliverer:
         release: dict[str, Any] = {}  # what an alert left unsent gets
         try:
             while pending and not self._stopping:
-                if len(pending) < len(batch.alerts) \
-                        and self.clock.now() + self._send_budget > batch.lease:
+                if self.clock.now() + self._send_budget > batch.lease:
                     break
                 breaker = self.breaker_for(batch.target.id)
                 if not breaker.allow():  # opened meanwhile, or another call is the probe
