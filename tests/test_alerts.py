@@ -315,3 +315,28 @@ def test_an_alert_in_flight_is_not_sent_again_when_its_lease_runs_out(
     deliverer.drain(10)
     assert sorted(collections.Counter(sink.alert_ids()).values()) == [1, 1, 1, 1]
     assert {a["state"] for a in alerts(api)} == {"delivered"}
+
+
+def test_unreachable_and_hanging_destinations_are_transient_with_their_reason(sink, clock):
+    from alert_manager import PermanentDeliveryError, Senders, Target
+    from config import Settings
+    from tests.faults import free_port
+    from utils.circuit_breaker import TransientError
+    senders = Senders(Settings.load({"ALERT_TIMEOUT_SECONDS": 0.3,
+                                     "ALLOW_PRIVATE_WEBHOOK_TARGETS": True}), clock)
+
+    def target(url: str) -> Target:
+        return Target(id=1, kind="webhook", url=url, headers=None, secret=None, addresses=None)
+
+    with pytest.raises(TransientError, match="^connection failed: NewConnectionError$"):
+        senders.send(target(f"http://127.0.0.1:{free_port()}/hook"), "a1", {})
+    sink.default = {"status": 200, "hang": 1.0}
+    with pytest.raises(TransientError, match="^timed out after 0.3 s$"):
+        senders.send(target(sink.url), "a2", {})
+    sink.default = {"status": 307, "headers": {"Location": "http://127.0.0.1:1/"}}
+    with pytest.raises(PermanentDeliveryError, match="redirects are not followed"):
+        senders.send(target(sink.url), "a3", {})
+    sink.default = 200
+    assert senders.send(target(sink.url), "a4", {"event": "x"}) == 200
+    assert sink.received[-1]["headers"]["User-Agent"] == "HeartbeatMonitor/1.0"
+    assert sink.received[-1]["headers"]["Idempotency-Key"] == "a4"

@@ -2,7 +2,7 @@
 
 Checked twice: when a channel is created or changed (`check_webhook_url`, a 422 naming the
 reason), and again on every delivery, on the address the socket actually connected to
-(`guarded_session`), so a DNS record changed after creation cannot point an alert inward.
+(`guarded_pool_manager`), so a DNS record changed after creation cannot point an alert inward.
 Redirects are never followed. `ALLOW_PRIVATE_WEBHOOK_TARGETS=1` turns both checks off, for
 sinks on the operator's own network.
 """
@@ -12,8 +12,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -106,21 +106,13 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-class _GuardedAdapter(HTTPAdapter):
-    """Checks the connected peer before a byte of the request is sent."""
+def guarded_pool_manager(allow_private: bool) -> PoolManager:
+    """Connection pools for alert delivery; guarded unless private targets are allowed.
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool,
-                                                   "https": _GuardedHTTPSPool}
-
-
-def guarded_session(allow_private: bool) -> requests.Session:
-    """A requests session for alert delivery; guarded unless private targets are allowed."""
-    session = requests.Session()
-    session.trust_env = False  # no proxy from the environment may carry alerts elsewhere
+    No proxy is taken from the environment (one could carry alerts elsewhere); certificates
+    are checked against certifi's bundle.
+    """
+    manager = PoolManager(ca_certs=certifi.where())
     if not allow_private:
-        adapter = _GuardedAdapter()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-    return session
+        manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    return manager
