@@ -62,6 +62,19 @@ class Fixture:
                 self.count(select(func.count(Heartbeat.id))) < count:
             time.sleep(0.1)
 
+    def failed_applications(self, count: int, webhook_url: str) -> None:
+        """`count` applications of one webhook channel, each failed: an alert each, queued."""
+        from applications import create_application
+        from channels import create_channel
+        from heartbeat_monitor import Signal, record_heartbeat
+        with self.app.app_context():
+            channel = create_channel({"name": "hook", "kind": "webhook", "url": webhook_url}, T0)
+            for n in range(count):
+                application = create_application({"name": f"job-{n}",
+                                                  "channels": [channel.id]}, T0)
+                record_heartbeat(application.uuid, Signal(kind="fail", received_at=T0))
+            db.session.remove()
+
     def close(self):
         with self.app.app_context():
             db.engine.dispose()
@@ -239,15 +252,7 @@ def test_alert_sink_failing_then_recovering_gets_each_alert_once(fixture, sink, 
 def test_database_cut_while_sending_records_the_outcome_once_it_is_back(fixture, sink, caplog):
     """A send that succeeds while the database is cut is recorded when it returns, and the
     alert is not sent again; the slot sends nothing more until then."""
-    with fixture.app.app_context():
-        from applications import create_application
-        from channels import create_channel
-        from heartbeat_monitor import Signal, record_heartbeat
-        channel = create_channel({"name": "hook", "kind": "webhook", "url": sink.url}, T0)
-        for n in range(3):
-            application = create_application({"name": f"job-{n}", "channels": [channel.id]}, T0)
-            record_heartbeat(application.uuid, Signal(kind="fail", received_at=T0))
-        db.session.remove()
+    fixture.failed_applications(3, sink.url)  # one alert each, queued
     target = make_url(TEST_DATABASE_URL)
     proxy = ChaosProxy(target.host or "127.0.0.1", target.port or 5432)
     delivering = create_app({"DATABASE_URL": _through(proxy, fixture.url), "MONITOR_ENABLED": False,
@@ -283,15 +288,7 @@ def test_database_cut_while_sending_records_the_outcome_once_it_is_back(fixture,
 
 def test_monitor_killed_while_delivering_loses_no_alert(fixture, sink):
     clock = ClockFile(fixture.tmp_path / "clock", T0)
-    with fixture.app.app_context():
-        from applications import create_application
-        from channels import create_channel
-        from heartbeat_monitor import Signal, record_heartbeat
-        channel = create_channel({"name": "slow", "kind": "webhook", "url": sink.url}, T0)
-        for n in range(6):
-            application = create_application({"name": f"job-{n}", "channels": [channel.id]}, T0)
-            record_heartbeat(application.uuid, Signal(kind="fail", received_at=T0))
-        db.session.remove()
+    fixture.failed_applications(6, sink.url)
     sink.default = {"status": 200, "hang": 1.5}  # slow enough to be killed mid-delivery
     env = fixture.env(CLOCK_FILE=str(clock.path), MONITOR_INTERVAL_SECONDS="0.2",
                       ALERT_TIMEOUT_SECONDS="5")
