@@ -31,7 +31,7 @@ from flask import Flask
 from sqlalchemy import Connection, Engine, bindparam, or_, select, text, update
 
 from config import Settings
-from database import db, utc_text
+from database import db, is_connection_error, utc_text
 from exceptions import AlertNotFound, Conflict
 from models import CHANNEL_KINDS, Alert, Application, Channel, DeliveryAttempt, Incident, new_uuid
 from monitoring import metrics
@@ -507,30 +507,48 @@ class Deliverer:
     def _write_queued(self) -> None:
         """Write every queued outcome in one transaction; the caller holds the writing role.
 
-        Outcomes that cannot be written stay queued, their alerts still claimed by this
-        process, and the next pass writes them.
+        Outcomes that cannot be written because the database is away stay queued, their
+        alerts still claimed by this process, and the next pass writes them.
         """
         with self._lock:
             queued, self._outcomes = self._outcomes, []
         last_ticket = max(ticket for ticket, _ in queued)
+        kept: list[tuple[int, Outcome]] = []
         try:
             self._write([outcome for _, outcome in queued])
         except Exception as error:
-            with self._lock:
-                self._outcomes[:0] = queued
-                self._failed_ticket = last_ticket
-                self._writing = False
-                self._lock.notify_all()
-            log.warning("recording %d alert outcomes failed, kept to retry: %s", len(queued),
-                        type(error).__name__)
-            with self.app.app_context():
-                record_error(error, 500)
-            return
+            if is_connection_error(error):
+                kept = queued
+            else:  # one the database refuses (its alert deleted meanwhile) must not block all
+                kept = self._write_one_by_one(queued)
+            if kept:
+                log.warning("recording %d alert outcomes failed, kept to retry: %s",
+                            len(kept), type(error).__name__)
+        kept_ids = {outcome.alert_id for _, outcome in kept}
         with self._lock:
-            self._written_ticket = max(self._written_ticket, last_ticket)
-            self._claimed.difference_update(outcome.alert_id for _, outcome in queued)
+            self._outcomes[:0] = kept
+            if kept:
+                self._failed_ticket = last_ticket
+            else:
+                self._written_ticket = max(self._written_ticket, last_ticket)
+            self._claimed.difference_update(outcome.alert_id for _, outcome in queued
+                                            if outcome.alert_id not in kept_ids)
             self._writing = False
             self._lock.notify_all()
+
+    def _write_one_by_one(self, queued: list[tuple[int, Outcome]]) -> list[tuple[int, Outcome]]:
+        """Write each outcome alone; drop those refused, return those kept (database away)."""
+        for index, (_, outcome) in enumerate(queued):
+            try:
+                self._write([outcome])
+            except Exception as error:
+                if is_connection_error(error):
+                    return queued[index:]
+                log.warning("dropped the outcome of alert %d, refused by the database: %s",
+                            outcome.alert_id, type(error).__name__)
+                with self.app.app_context():
+                    record_error(error, 500)
+        return []
 
     def _write(self, outcomes: list[Outcome]) -> None:
         if self._engine is None:

@@ -340,3 +340,23 @@ def test_unreachable_and_hanging_destinations_are_transient_with_their_reason(si
     assert senders.send(target(sink.url), "a4", {"event": "x"}) == 200
     assert sink.received[-1]["headers"]["User-Agent"] == "HeartbeatMonitor/1.0"
     assert sink.received[-1]["headers"]["Idempotency-Key"] == "a4"
+
+
+def test_a_channel_deleted_while_its_alert_is_sent_does_not_hold_up_the_others(
+        api, anonymous, sink, other_sink, runtime):
+    sink.default = {"status": 200, "hang": 0.5}
+    doomed = make_channel(api, name="doomed", kind="webhook", url=sink.url)
+    kept = make_channel(api, name="kept", kind="webhook", url=other_sink.url)
+    other_sink.default = {"status": 200, "hang": 0.5}  # both outcomes written together
+    for n in range(3):
+        app = watched_application(api, anonymous, [doomed["id"], kept["id"]], name=f"job-{n}")
+        anonymous.get(f"/ping/{app['uuid']}/fail")
+    deliverer = runtime.deliverer
+    assert deliverer.dispatch_due() == 4  # two slots per channel
+    assert api.delete(f"/api/v1/channels/{doomed['id']}").status_code == 204  # mid-send
+    deliverer.drain(15)
+    remaining = alerts(api)
+    assert {(a["channel_id"], a["state"]) for a in remaining} == {(kept["id"], "delivered")}
+    assert len(remaining) == 3
+    assert sorted(collections.Counter(other_sink.alert_ids()).values()) == [1, 1, 1]
+    assert all(a["attempt_count"] == 1 for a in remaining)
