@@ -609,7 +609,9 @@ class Deliverer:
         """Stop starting sends: slots give back their unsent alerts, outcomes are written."""
         self._stopping = True
         for pool in self._pools.values():
-            pool.shutdown(wait=wait, cancel_futures=True)
+            # A batch still waiting for its slot runs now and only gives its alerts back, so
+            # they need not wait for their lease to run out after a restart.
+            pool.shutdown(wait=wait)
         if wait:
             self._flush_outcomes()  # if this fails, the leases run out and the alerts go again
         if self._connection is not None:

@@ -360,3 +360,39 @@ def test_a_channel_deleted_while_its_alert_is_sent_does_not_hold_up_the_others(
     assert len(remaining) == 3
     assert sorted(collections.Counter(other_sink.alert_ids()).values()) == [1, 1, 1]
     assert all(a["attempt_count"] == 1 for a in remaining)
+
+
+def test_alerts_waiting_for_a_slot_at_shutdown_go_out_at_the_next_start(
+        app_config, sink, other_sink, clock):
+    """Given back at shutdown, not left claimed until their lease runs out."""
+    from app import create_app
+    from applications import create_application
+    from channels import create_channel
+    from heartbeat_monitor import Signal, record_heartbeat
+    from tests.conftest import close_app
+    config = {**app_config, "ALERT_CONCURRENCY_PER_KIND": 1, "ALERT_CONCURRENCY_PER_CHANNEL": 1}
+    first = create_app(config)
+    with first.app_context():
+        sending = create_channel({"name": "a", "kind": "webhook", "url": sink.url}, clock.now())
+        waiting = create_channel({"name": "b", "kind": "webhook", "url": other_sink.url},
+                                 clock.now())
+        for n in range(2):
+            application = create_application(
+                {"name": f"job-{n}", "channels": [sending.id, waiting.id]}, clock.now())
+            record_heartbeat(application.uuid, Signal(kind="fail", received_at=clock.now()))
+    sink.default = {"status": 200, "hang": 0.5}
+    deliverer = first.extensions["hbmon"].deliverer
+    try:
+        # One slot for webhooks: one channel's batch sends, the other's waits for the slot.
+        assert deliverer.dispatch_due() == 2
+        deliverer.shutdown()  # at once: the waiting batch never gets the slot
+    finally:
+        close_app(first)
+    assert other_sink.received == []
+    second = create_app(config)  # the clock has not moved: every lease still runs
+    try:
+        second.extensions["hbmon"].deliverer.drain(10)
+    finally:
+        close_app(second)
+    assert sorted(collections.Counter(sink.alert_ids()).values()) == [1, 1]
+    assert sorted(collections.Counter(other_sink.alert_ids()).values()) == [1, 1]
