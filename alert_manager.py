@@ -512,7 +512,7 @@ class Deliverer:
         """
         with self._lock:
             queued, self._outcomes = self._outcomes, []
-        last_ticket = max(ticket for ticket, _ in queued)
+        last_ticket = max((ticket for ticket, _ in queued), default=0)
         kept: list[tuple[int, Outcome]] = []
         try:
             self._write([outcome for _, outcome in queued])
