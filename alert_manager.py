@@ -1,8 +1,8 @@
 """Alerts: written as an outbox with the change they report, then delivered at least once.
 
-Delivery claims due alerts (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease, a batch of
-one channel's per free slot of a per-kind bulkhead; the slot sends them in turn through the
-channel's circuit breaker and records every attempt before its next send.
+Delivery claims due alerts (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease: for each free
+slot of a per-kind bulkhead, a batch of one channel's alerts, which the slot sends in turn
+through the channel's circuit breaker, recording every attempt before its next send.
 A transient failure re-queues the alert with jittered backoff (honoring Retry-After); a
 permanent one marks it `failed`; an alert older than ALERT_MAX_AGE_SECONDS becomes `dead`.
 A crash between sending and recording lets the lease expire, so the alert is sent again:
