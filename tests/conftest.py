@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 import pytest
 import requests
 from sqlalchemy.engine import make_url
@@ -64,26 +65,36 @@ class PostgresDatabases:
         self.admin_url = admin_url
         self.created: list[str] = []
 
-    def _admin(self):
-        connection = psycopg2.connect(_dsn(self.admin_url))
-        connection.autocommit = True
-        return connection
+    def _admin(self, statement: str) -> None:
+        """Run one statement, again if the app's I/O timeout (installed process-wide by
+        create_app) cuts it short: CREATE and DROP DATABASE can outlast it on a busy machine.
+        The cut statement may still finish on the server, so a retry may find it done."""
+        for attempt in range(10):
+            connection = None
+            try:
+                connection = psycopg2.connect(_dsn(self.admin_url))
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    cursor.execute(statement)
+                return
+            except psycopg2.errors.DuplicateDatabase:
+                return  # an earlier, cut-short CREATE went through
+            except psycopg2.OperationalError:
+                if attempt == 9:
+                    raise
+            finally:
+                if connection is not None:
+                    connection.close()
 
     def create(self) -> str:
         name = f"hbmon_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        connection = self._admin()
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        connection.close()
+        self._admin(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
-        connection = self._admin()
-        with connection.cursor() as cursor:
-            for name in self.created:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.close()
+        for name in self.created:
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
