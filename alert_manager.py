@@ -175,7 +175,8 @@ class Senders:
                                          http_status=status)
         raise PermanentDeliveryError(f"HTTP {status}", http_status=status)
 
-    def _send_email(self, channel: Channel | Target, alert_uuid: str, payload: dict[str, Any]) -> None:
+    def _send_email(self, channel: Channel | Target, alert_uuid: str,
+                    payload: dict[str, Any]) -> None:
         if not self.settings.SMTP_URL:
             raise PermanentDeliveryError("SMTP_URL is not configured")
         target = urlsplit(self.settings.SMTP_URL)
@@ -570,7 +571,7 @@ class Deliverer:
             raise
 
     def _busy(self) -> bool:
-        with self._lock:
+        with self._lock:  # reentrant: drain() asks while holding it
             return bool(self._slots or self._claimed)
 
     def drain(self, timeout_seconds: float = 60.0) -> None:
@@ -580,7 +581,7 @@ class Deliverer:
             was_busy = self._busy()
             started = self.dispatch_due()
             with self._lock:
-                busy = bool(self._slots or self._claimed)
+                busy = self._busy()
                 if busy:
                     self._lock.wait(0.05)
             # A delivery that finished during the pass (a probe closing its breaker) may have
