@@ -71,7 +71,7 @@ class ChaosProxy:
                     if self.mode == "slow":
                         time.sleep(self.delay_seconds)
                     pair[source].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket a cut just closed
             return
         finally:
             for sock in (client, upstream):
