@@ -14,12 +14,22 @@ connection: PostgreSQL then spends nothing on parsing and planning them. Where p
 statements do not survive (PgBouncer in transaction mode) the same statements are sent in full
 instead.
 
+A batch of plain pings ("ok", the commonest by far) takes one round trip instead: for an
+application that is not down and has no run in progress, such a ping's new state depends only
+on its time and the schedule, so one statement (WRITE_OK_PINGS) locks the rows, checks that
+each application is still in that state, computes the deadlines, updates and inserts, all or
+nothing. The writer tries it only for applications it saw in that state at its last write
+(and the cron schedule it saw, whose next fire is computed here); when any row no longer
+matches (another process changed it), nothing is written and the batch takes the two round
+trips.
+
 A batch in which some application crosses the up/down boundary (an incident opens or resolves,
 alerts are queued) is rolled back and left to the general path: that is rare, and it is where
 incidents and alerts are written.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any
@@ -32,6 +42,7 @@ from sqlalchemy.engine import Engine
 from database import naive_utc, utc_text
 from exceptions import HeartbeatNotFound
 from heartbeat_monitor import Signal, apply_heartbeat, heartbeat_view
+from schedule import next_deadline
 
 # What apply_heartbeat reads; what it only writes needs no reading.
 STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "grace_seconds",
@@ -84,7 +95,43 @@ INSERT_HEARTBEATS = Statement(
     f"INSERT INTO heartbeats ({', '.join(name for name, _ in HEARTBEAT_COLUMNS)}) "
     f"SELECT {', '.join(name for name, _ in HEARTBEAT_COLUMNS)} "
     f"FROM json_to_recordset({{0}}) AS h({_record_type(HEARTBEAT_COLUMNS)})")
-STATEMENTS = (LOCK_APPLICATIONS, UPDATE_APPLICATIONS, INSERT_HEARTBEATS)
+# The state apply_heartbeat gives an application after an "ok" ping received at w.received_at,
+# when it is not down and no run is in progress (so no incident resolves and no duration is
+# measured): up, no failures, the next deadline (computed here for a cron schedule, from the
+# row's period otherwise) and next_check_at equal to it.
+_OK_DEADLINE = ("COALESCE(w.cron_deadline, w.received_at "
+                "+ COALESCE(NULLIF(a.period_seconds, 0), 86400) * interval '1 second')")
+WRITE_OK_PINGS = Statement(
+    "hbmon_write_ok_pings", ["json", "json", "varchar[]"],
+    "WITH latest AS ("
+    " SELECT * FROM json_to_recordset({1}) AS w(uuid varchar, cron varchar, timezone varchar,"
+    " received_at timestamp, cron_deadline timestamp)),"
+    " matched AS ("
+    " SELECT a.id, a.uuid FROM applications AS a JOIN latest AS w ON a.uuid = w.uuid"
+    " WHERE a.uuid = ANY({2}) AND a.status <> 'down' AND a.last_start_at IS NULL"
+    " AND a.cron IS NOT DISTINCT FROM w.cron AND (w.cron IS NULL OR a.timezone = w.timezone)"
+    " ORDER BY a.id FOR UPDATE OF a),"
+    " verdict AS (SELECT count(*) = cardinality({2}) AS all_matched FROM matched),"
+    " updated AS ("
+    " UPDATE applications AS a SET status = 'up', consecutive_failures = 0,"
+    " last_heartbeat_at = w.received_at, updated_at = w.received_at,"
+    f" last_start_at = NULL, last_start_rid = NULL, next_deadline_at = {_OK_DEADLINE},"
+    f" next_check_at = {_OK_DEADLINE}"
+    " FROM matched AS m JOIN latest AS w ON w.uuid = m.uuid, verdict"
+    " WHERE a.id = m.id AND verdict.all_matched),"
+    " inserted AS ("
+    f" INSERT INTO heartbeats ({', '.join(name for name, _ in HEARTBEAT_COLUMNS)})"
+    " SELECT "
+    + ", ".join("m.id" if name == "application_id" else f"h.{name}"
+                for name, _ in HEARTBEAT_COLUMNS)
+    + " FROM json_to_recordset({0}) AS h(application_uuid varchar, "
+    + _record_type(column for column in HEARTBEAT_COLUMNS if column[0] != "application_id")
+    + ") JOIN matched AS m ON m.uuid = h.application_uuid, verdict WHERE verdict.all_matched)"
+    " SELECT all_matched FROM verdict")
+STATEMENTS = (LOCK_APPLICATIONS, UPDATE_APPLICATIONS, INSERT_HEARTBEATS, WRITE_OK_PINGS)
+# How many applications' schedules a writer keeps for WRITE_OK_PINGS; past that it forgets
+# them all and learns them again from its two-round-trip writes.
+MAX_KNOWN_SCHEDULES = 100_000
 
 
 class ApplicationState:
@@ -118,17 +165,29 @@ class HeartbeatRow:
                                                                    duration_ms)
 
 
+def _heartbeat_row(signal: Signal) -> dict[str, Any]:
+    """The heartbeat as INSERT_HEARTBEATS reads it, but for its application's id."""
+    return {"uuid": signal.uuid, "kind": signal.kind, "exit_code": signal.exit_code,
+            "message": signal.message, "duration_ms": signal.duration_ms,
+            "metadata": signal.metadata, "rid": signal.rid, "source": signal.source,
+            "remote_addr": signal.remote_addr, "user_agent": signal.user_agent,
+            "received_at": utc_text(signal.received_at)}
+
+
 class NeedsGeneralPath(Exception):
     """The batch changes some application across the up/down boundary."""
 
 
 class PostgresHeartbeatStore:
-    """One writer thread's own connection and its two-round-trip batch write."""
+    """One writer thread's own connection and its one- or two-round-trip batch write."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.use_prepared = True
         self._connection = None
+        # Applications last written as not down with no run in progress, by UUID: the cron
+        # schedule (expression, time zone) or (None, None) for a period, as then written.
+        self._schedules: dict[str, tuple[str | None, str | None]] = {}
 
     def write(self, items: list[tuple[str, Signal]]) -> list[Any]:
         """Results in the order of `items`: the heartbeat's view, or HeartbeatNotFound.
@@ -137,17 +196,47 @@ class PostgresHeartbeatStore:
         SQLAlchemy's DBAPIError subclasses for database errors, as the ORM path does.
         """
         try:
-            return self._write(items)
+            return self._write_any(items)
         except pg_errors.InvalidSqlStatementName:
             # Not where we prepared them: a pooler hands out server connections per
             # transaction. Nothing was written; send the statements in full from now on.
             self.use_prepared = False
-            return self._write(items)
+            return self._write_any(items)
+
+    def _write_any(self, items: list[tuple[str, Signal]]) -> list[Any]:
+        results = self._write_ok_pings(items)
+        return self._write(items) if results is None else results
+
+    def _write_ok_pings(self, items: list[tuple[str, Signal]]) -> list[Any] | None:
+        """The batch in one statement if it is plain pings of applications known to allow it;
+        None, with nothing written, otherwise."""
+        latest: dict[str, Signal] = {}
+        for application_uuid, signal in items:
+            if signal.kind != "ok" or application_uuid not in self._schedules:
+                return None
+            latest[application_uuid] = signal
+        applications = []
+        for application_uuid, signal in latest.items():
+            cron, timezone = self._schedules[application_uuid]
+            applications.append({
+                "uuid": application_uuid, "cron": cron, "timezone": timezone,
+                "received_at": utc_text(signal.received_at),
+                "cron_deadline": utc_text(next_deadline(None, cron, timezone,
+                                                        signal.received_at)) if cron else None})
+        heartbeats = [{"application_uuid": application_uuid, **_heartbeat_row(signal)}
+                      for application_uuid, signal in items]
+        with self._cursor() as cursor:
+            cursor.execute(self._statement_sql(WRITE_OK_PINGS),
+                           [json.dumps(heartbeats), json.dumps(applications), list(latest)])
+            (all_matched,) = cursor.fetchone()
+        if not all_matched:  # another process changed one of them: the two round trips tell
+            for application_uuid in latest:
+                del self._schedules[application_uuid]
+            return None
+        return [heartbeat_view(application_uuid, signal) for application_uuid, signal in items]
 
     def _write(self, items: list[tuple[str, Signal]]) -> list[Any]:
-        cursor = None
-        try:
-            cursor = self._cursor()
+        with self._cursor() as cursor:
             cursor.execute("BEGIN; " + self._statement_sql(LOCK_APPLICATIONS),
                            [sorted({uuid for uuid, _ in items})])
             states = {row[1]: ApplicationState(row) for row in cursor.fetchall()}
@@ -165,13 +254,8 @@ class PostgresHeartbeatStore:
                     raise NeedsGeneralPath()
                 if signal.kind != "log":
                     changed[state.id] = state
-                heartbeats.append({
-                    "uuid": signal.uuid, "application_id": state.id, "kind": signal.kind,
-                    "exit_code": signal.exit_code, "message": signal.message,
-                    "duration_ms": heartbeat.duration_ms, "metadata": signal.metadata,
-                    "rid": signal.rid, "source": signal.source,
-                    "remote_addr": signal.remote_addr, "user_agent": signal.user_agent,
-                    "received_at": utc_text(signal.received_at)})
+                heartbeats.append({**_heartbeat_row(signal), "application_id": state.id,
+                                   "duration_ms": heartbeat.duration_ms})
                 results.append(heartbeat_view(application_uuid, signal, heartbeat.duration_ms))
             sql, parameters = [], []
             if changed:
@@ -182,7 +266,37 @@ class PostgresHeartbeatStore:
                 parameters.append(json.dumps(heartbeats))
             sql.append("COMMIT")
             cursor.execute("; ".join(sql), parameters)
-            return results
+        self._remember_schedules(states.values())
+        return results
+
+    def _remember_schedules(self, states) -> None:
+        if len(self._schedules) > MAX_KNOWN_SCHEDULES:
+            self._schedules.clear()
+        for state in states:
+            if state.status != "down" and state.last_start_at is None:
+                self._schedules[state.uuid] = (state.cron, state.timezone) if state.cron \
+                    else (None, None)
+            else:
+                self._schedules.pop(state.uuid, None)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def _statement_sql(self, statement: Statement) -> str:
+        return statement.execute_prepared if self.use_prepared else statement.execute_in_full
+
+    @contextlib.contextmanager
+    def _cursor(self):
+        """A cursor on our own connection; on any error the transaction is ended (or the
+        connection dropped) and database errors are raised as SQLAlchemy's."""
+        cursor = None
+        try:
+            cursor = self._connected().cursor()
+            yield cursor
         except BaseException as error:
             if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
                 self.close()  # lost or stalled: a ROLLBACK would only wait again
@@ -197,17 +311,7 @@ class PostgresHeartbeatStore:
             if cursor is not None:
                 cursor.close()
 
-    def close(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            finally:
-                self._connection = None
-
-    def _statement_sql(self, statement: Statement) -> str:
-        return statement.execute_prepared if self.use_prepared else statement.execute_in_full
-
-    def _cursor(self):
+    def _connected(self):
         if self._connection is None:
             fairy = self.engine.raw_connection()
             fairy.detach()  # ours alone, closed (never pooled) when we are done with it
@@ -217,7 +321,7 @@ class PostgresHeartbeatStore:
             if self.use_prepared:
                 with connection.cursor() as cursor:
                     cursor.execute("; ".join(statement.prepare for statement in STATEMENTS))
-        return self._connection.dbapi_connection.cursor()
+        return self._connection.dbapi_connection
 
     def _roll_back(self) -> None:
         """End the failed transaction; a connection that cannot do even that is dropped."""

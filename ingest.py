@@ -2,7 +2,7 @@
 
 Requests hand their heartbeat to one writer thread per process, which waits
 INGEST_BATCH_WINDOW_SECONDS for more, writes everything that arrived in one transaction (on
-PostgreSQL in two round trips, heartbeat_store.py) and answers each request once its
+PostgreSQL in one or two round trips, heartbeat_store.py) and answers each request once its
 heartbeat is committed. If the database fails, or does
 not answer within INGEST_TIMEOUT_SECONDS, the request appends its heartbeat to the spool
 (fsync'd) and is answered as accepted. Each heartbeat carries a UUID from the moment it is

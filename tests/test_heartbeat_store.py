@@ -1,19 +1,21 @@
-"""The ingest writer's two-round-trip PostgreSQL path against the ORM path it stands in for."""
+"""The ingest writer's PostgreSQL paths (one statement for plain pings, two round trips
+otherwise) against the ORM path they stand in for."""
 from __future__ import annotations
 
 import datetime as dt
 
+import psycopg2.extensions
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from applications import create_application
+from applications import create_application, update_application
 from channels import create_channel
 from database import db
 from exceptions import HeartbeatNotFound
 from heartbeat_monitor import Signal, write_heartbeats
-from heartbeat_store import NeedsGeneralPath, PostgresHeartbeatStore
+from heartbeat_store import WRITE_OK_PINGS, NeedsGeneralPath, PostgresHeartbeatStore
 from models import Alert, Application, Heartbeat, Incident
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -73,6 +75,93 @@ def test_a_batch_without_status_change_is_stored_in_two_round_trips(app, runtime
         assert stored_heartbeats(other)[0]["metadata_json"] == {"n": 1}
 
 
+class RecordingCursor(psycopg2.extensions.cursor):
+    """Keeps the SQL of every execute on the store's connection (one per round trip)."""
+
+    sent: list[str] = []
+
+    def execute(self, sql, parameters=None):
+        RecordingCursor.sent.append(sql)
+        return super().execute(sql, parameters)
+
+
+def recorded(store: PostgresHeartbeatStore) -> list[str]:
+    """From now on, what the store sends."""
+    RecordingCursor.sent = []
+    store._connection.dbapi_connection.cursor_factory = RecordingCursor
+    return RecordingCursor.sent
+
+
+def test_plain_pings_of_an_application_written_before_take_one_statement(app):
+    with app.app_context():
+        uuid, cron = make_applications([CONFIGS[0], CONFIGS[2]])
+        store = PostgresHeartbeatStore(db.engine)
+        store.write([(uuid, signal("ok", T0)), (cron, signal("ok", T0))])
+        sent = recorded(store)
+        at = T0 + dt.timedelta(seconds=10)
+        results = store.write([(uuid, signal("ok", at)), (cron, signal("ok", at)),
+                               (uuid, signal("ok", at + dt.timedelta(seconds=5)))])
+        store.close()
+        assert len(sent) == 1 and WRITE_OK_PINGS.execute_prepared in sent[0]
+        assert [result["application_uuid"] for result in results] == [uuid, cron, uuid]
+        state = application_state(uuid)
+        assert state["next_deadline_at"] == state["next_check_at"] == \
+            at + dt.timedelta(seconds=65)  # the batch's last ping, plus the period
+        assert state["last_heartbeat_at"] == at + dt.timedelta(seconds=5)
+        # */5 in Paris, after 00:00:10 UTC: 01:05 local.
+        assert application_state(cron)["next_deadline_at"] == T0 + dt.timedelta(minutes=5)
+        assert len(stored_heartbeats(uuid)) == 3 and len(stored_heartbeats(cron)) == 2
+
+
+def test_a_plain_ping_after_another_process_started_a_run_measures_it(app):
+    """The one statement writes nothing when a row no longer matches; the two trips do."""
+    with app.app_context():
+        uuid, other = make_applications(CONFIGS[:2])
+        store = PostgresHeartbeatStore(db.engine)
+        store.write([(uuid, signal("ok", T0)), (other, signal("ok", T0))])
+        write_heartbeats([(uuid, signal("start", T0 + dt.timedelta(seconds=1)))])
+        sent = recorded(store)
+        at = T0 + dt.timedelta(seconds=4)
+        results = store.write([(other, signal("ok", at)), (uuid, signal("ok", at))])
+        store.close()
+        assert len(sent) == 3  # the one statement, refused; then the two round trips
+        assert [result["duration_ms"] for result in results] == [None, 3000]
+        assert [(row["kind"], row["duration_ms"]) for row in stored_heartbeats(uuid)] == \
+            [("ok", None), ("start", None), ("ok", 3000)]
+        assert len(stored_heartbeats(other)) == 2  # all or nothing: not written twice
+
+
+def test_a_plain_ping_after_another_process_marked_it_down_resolves_through_the_orm(
+        app, runtime):
+    with app.app_context():
+        (uuid,) = make_applications(CONFIGS[:1])
+        store = PostgresHeartbeatStore(db.engine)
+        store.write([(uuid, signal("ok", T0))])
+        write_heartbeats([(uuid, signal("fail", T0 + dt.timedelta(seconds=1), exit_code=1))])
+        assert application_state(uuid)["status"] == "down"
+        items = [(uuid, signal("ok", T0 + dt.timedelta(seconds=2)))]
+        with pytest.raises(NeedsGeneralPath):
+            store.write(items)
+        store.close()
+        assert len(stored_heartbeats(uuid)) == 2  # nothing written by the refused statement
+        runtime.writer.store_batch(items)
+        assert application_state(uuid)["status"] == "up"
+        assert db.session.scalar(select(Incident.resolved_at)) == T0 + dt.timedelta(seconds=2)
+
+
+def test_a_changed_cron_schedule_is_read_again(app):
+    with app.app_context():
+        (uuid,) = make_applications(CONFIGS[2:])
+        store = PostgresHeartbeatStore(db.engine)
+        store.write([(uuid, signal("ok", T0))])
+        update_application(uuid, {"cron": "0 * * * *"}, T0)
+        db.session.commit()
+        store.write([(uuid, signal("ok", T0 + dt.timedelta(seconds=10)))])
+        store.close()
+        db.session.expire_all()
+        assert application_state(uuid)["next_deadline_at"] == T0 + dt.timedelta(hours=1)
+
+
 def test_an_unknown_uuid_in_a_batch_fails_alone(app):
     with app.app_context():
         (uuid,) = make_applications(CONFIGS[:1])
@@ -129,20 +218,23 @@ def test_a_retried_batch_stores_each_heartbeat_once(app, runtime):
         assert len(stored_heartbeats(uuid)) == 3
 
 
-kinds = st.sampled_from(["ok", "ok", "fail", "start", "log"])
+kinds = st.sampled_from(["ok", "ok", "ok", "fail", "start", "log"])
 steps = st.lists(st.tuples(st.integers(0, len(CONFIGS) - 1), kinds, st.sampled_from(
     [None, *RIDS]), st.integers(0, 400)), min_size=1, max_size=6)
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(steps, min_size=1, max_size=6))
+@given(batches=st.lists(st.tuples(st.booleans(), steps), min_size=1, max_size=8))
 def test_the_writer_and_the_orm_path_leave_the_same_rows(app, runtime, batches):
-    """Twin applications: one fed through the writer, its twin through the ORM path alone."""
+    """Twin applications: one fed through the writer, its twin through the ORM path alone.
+
+    Some batches go to both twins through the ORM path, as from another process: the writer
+    must then not write from what it saw before."""
     with app.app_context():
         fast, orm = make_applications(CONFIGS), make_applications(CONFIGS)
         at = T0
-        for batch in batches:
+        for elsewhere, batch in batches:
             fast_items, orm_items = [], []
             for index, kind, rid, seconds in batch:
                 at += dt.timedelta(seconds=seconds)
@@ -150,7 +242,10 @@ def test_the_writer_and_the_orm_path_leave_the_same_rows(app, runtime, batches):
                           "message": f"{kind} at {at:%H:%M:%S}"}
                 fast_items.append((fast[index], signal(kind, at, **fields)))
                 orm_items.append((orm[index], signal(kind, at, **fields)))
-            fast_results = runtime.writer.store_batch(fast_items)
+            if elsewhere:
+                fast_results = write_heartbeats(fast_items)
+            else:
+                fast_results = runtime.writer.store_batch(fast_items)
             orm_results = write_heartbeats(orm_items)
             assert [r["duration_ms"] for r in fast_results] == \
                 [r["duration_ms"] for r in orm_results]
