@@ -1,0 +1,87 @@
+"""What one batch of plain pings costs the ingest writer: the one-statement path against the
+two round trips, side by side on the same connection settings and database.
+
+    .venv/bin/python bench/store_cost.py [--batches 3000] [--size 4] [--rounds 2]
+
+Writes `--batches` batches of `--size` plain pings to 200 applications through
+heartbeat_store.PostgresHeartbeatStore, alternating the two paths round after round, and
+prints per batch: wall time, CPU of this process (the writer's share) and CPU of the
+PostgreSQL backend serving the connection (from /proc). No HTTP, no threads: the cost of the
+write alone.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import time
+
+from bench_ingest import create_applications
+from common import bench_database, machine, median
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=3000)
+    parser.add_argument("--size", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    print(f"store cost: {machine()}; {args.batches} batches of {args.size} plain pings per "
+          f"path and round, {args.rounds} rounds", flush=True)
+    with bench_database() as database_url:
+        uuids = create_applications(database_url, 200)
+        from app import create_app
+        from database import db
+        from heartbeat_store import PostgresHeartbeatStore
+        from routes import received_signal
+        app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
+                          "LOG_LEVEL": "WARNING"})
+
+        def batch() -> list:
+            now = dt.datetime.now(dt.timezone.utc)
+            return [(uuid, received_signal("ok", received_at=now, remote_addr="127.0.0.1",
+                                           user_agent="bench", exit_code=None))
+                    for uuid in random.sample(uuids, args.size)]
+
+        def measure(one_statement: bool) -> tuple[float, float, float]:
+            with app.app_context():
+                store = PostgresHeartbeatStore(db.engine)
+            if not one_statement:
+                store._write_ok_pings = lambda items: None  # always the two round trips
+            for _ in range(300):  # warm up; the one-statement path learns the schedules
+                store.write(batch())
+            backend = store._connection.dbapi_connection.get_backend_pid()
+            batches = [batch() for _ in range(args.batches)]
+            wall, cpu, server = (time.perf_counter(), time.process_time(),
+                                 process_cpu_seconds(backend))
+            for items in batches:
+                store.write(items)
+            costs = (time.perf_counter() - wall, time.process_time() - cpu,
+                     process_cpu_seconds(backend) - server)
+            store.close()
+            return tuple(1e6 * cost / args.batches for cost in costs)
+
+        results: dict[str, list[tuple[float, float, float]]] = {"two round trips": [],
+                                                                 "one statement": []}
+        for _ in range(args.rounds):
+            results["two round trips"].append(measure(False))
+            results["one statement"].append(measure(True))
+        with app.app_context():
+            db.engine.dispose()
+    for name, runs in results.items():
+        wall, cpu, server = (median([run[n] for run in runs]) for n in range(3))
+        print(f"  {name:16s} per batch: wall {wall:4.0f} us, writer CPU {cpu:4.0f} us, "
+              f"PostgreSQL backend CPU {server:4.0f} us", flush=True)
+
+
+if __name__ == "__main__":
+    main()
