@@ -1,4 +1,4 @@
-"""The ingest writer's PostgreSQL path: a batch of heartbeats in two round trips.
+"""The ingest writer's PostgreSQL path: a batch of heartbeats in one or two round trips.
 
 The general path (heartbeat_monitor.write_heartbeats) goes through the ORM: about six round
 trips and a few milliseconds of CPU per batch, all of it in the one writer thread every request
@@ -7,12 +7,12 @@ of a process waits on. This path keeps one connection of its own and sends
     BEGIN; EXECUTE lock_applications(uuids)                      -- SELECT … FOR UPDATE
     EXECUTE update_applications(…); EXECUTE insert_heartbeats(…); COMMIT
 
-with the same state rules (heartbeat_monitor.apply_heartbeat) applied in between. The three
-statements take the batch as one parameter (the UUIDs as an array, the rows as a JSON array of
-objects), so their text never changes with the batch size and they are prepared once per
-connection: PostgreSQL then spends nothing on parsing and planning them. Where prepared
-statements do not survive (PgBouncer in transaction mode) the same statements are sent in full
-instead.
+with the same state rules (heartbeat_monitor.apply_heartbeat) applied in between. These
+statements (and WRITE_OK_PINGS below) take the batch as parameters (the UUIDs as an array,
+the rows as JSON arrays of objects), so their text never changes with the batch size and they
+are prepared once per connection: PostgreSQL then spends nothing on parsing and planning them.
+Where prepared statements do not survive (PgBouncer in transaction mode) the same statements
+are sent in full instead.
 
 A batch of plain pings ("ok", the commonest by far) takes one round trip instead: for an
 application that is not down and has no run in progress, such a ping's new state depends only
