@@ -39,7 +39,7 @@ from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from database import naive_utc, utc_text
+from database import utc_text
 from exceptions import HeartbeatNotFound
 from heartbeat_monitor import Signal, apply_heartbeat, heartbeat_view
 from schedule import next_deadline
@@ -165,13 +165,10 @@ class HeartbeatRow:
                                                                    duration_ms)
 
 
-def _heartbeat_row(signal: Signal) -> dict[str, Any]:
-    """The heartbeat as INSERT_HEARTBEATS reads it, but for its application's id."""
-    return {"uuid": signal.uuid, "kind": signal.kind, "exit_code": signal.exit_code,
-            "message": signal.message, "duration_ms": signal.duration_ms,
-            "metadata": signal.metadata, "rid": signal.rid, "source": signal.source,
-            "remote_addr": signal.remote_addr, "user_agent": signal.user_agent,
-            "received_at": utc_text(signal.received_at)}
+def _row(view: dict[str, Any]) -> dict[str, Any]:
+    """A heartbeat's view (heartbeat_view) as the statements read it: its received_at as text.
+    Keys a statement does not name are ignored by json_to_recordset."""
+    return {**view, "received_at": utc_text(view["received_at"])}
 
 
 class NeedsGeneralPath(Exception):
@@ -223,17 +220,17 @@ class PostgresHeartbeatStore:
                 "received_at": utc_text(signal.received_at),
                 "cron_deadline": utc_text(next_deadline(None, cron, timezone,
                                                         signal.received_at)) if cron else None})
-        heartbeats = [{"application_uuid": application_uuid, **_heartbeat_row(signal)}
-                      for application_uuid, signal in items]
+        views = [heartbeat_view(application_uuid, signal) for application_uuid, signal in items]
         with self._cursor() as cursor:
             cursor.execute(self._statement_sql(WRITE_OK_PINGS),
-                           [json.dumps(heartbeats), json.dumps(applications), list(latest)])
+                           [json.dumps([_row(view) for view in views]),
+                            json.dumps(applications), list(latest)])
             (all_matched,) = cursor.fetchone()
         if not all_matched:  # another process changed one of them: the two round trips tell
             for application_uuid in latest:
                 del self._schedules[application_uuid]
             return None
-        return [heartbeat_view(application_uuid, signal) for application_uuid, signal in items]
+        return views
 
     def _write(self, items: list[tuple[str, Signal]]) -> list[Any]:
         with self._cursor() as cursor:
@@ -254,9 +251,9 @@ class PostgresHeartbeatStore:
                     raise NeedsGeneralPath()
                 if signal.kind != "log":
                     changed[state.id] = state
-                heartbeats.append({**_heartbeat_row(signal), "application_id": state.id,
-                                   "duration_ms": heartbeat.duration_ms})
-                results.append(heartbeat_view(application_uuid, signal, heartbeat.duration_ms))
+                view = heartbeat_view(application_uuid, signal, heartbeat.duration_ms)
+                heartbeats.append({**_row(view), "application_id": state.id})
+                results.append(view)
             sql, parameters = [], []
             if changed:
                 sql.append(self._statement_sql(UPDATE_APPLICATIONS))
