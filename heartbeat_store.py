@@ -47,8 +47,8 @@ from schedule import next_deadline
 # What apply_heartbeat reads; what it only writes needs no reading.
 STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "grace_seconds",
                  "failure_threshold", "consecutive_failures", "last_start_at", "last_start_rid",
-                 "next_deadline_at")
-WRITTEN_ONLY = ("last_heartbeat_at", "next_check_at", "updated_at")
+                 "next_deadline_at", "next_check_at")
+WRITTEN_ONLY = ("last_heartbeat_at", "updated_at")
 # What apply_heartbeat may change, and the column types.
 CHANGED_COLUMNS = (("status", "varchar"), ("consecutive_failures", "integer"),
                    ("last_heartbeat_at", "timestamp"), ("last_start_at", "timestamp"),
@@ -98,7 +98,8 @@ INSERT_HEARTBEATS = Statement(
 # The state apply_heartbeat gives an application after an "ok" ping received at w.received_at,
 # when it is not down and no run is in progress (so no incident resolves and no duration is
 # measured): up, no failures, the next deadline (computed here for a cron schedule, from the
-# row's period otherwise) and next_check_at equal to it.
+# row's period otherwise) and next_check_at by check_after_heartbeat's rule: the deadline, or
+# the current check if that is earlier but in the second half of the wait.
 _OK_DEADLINE = ("COALESCE(w.cron_deadline, w.received_at "
                 "+ COALESCE(NULLIF(a.period_seconds, 0), 86400) * interval '1 second')")
 WRITE_OK_PINGS = Statement(
@@ -107,18 +108,20 @@ WRITE_OK_PINGS = Statement(
     " SELECT * FROM json_to_recordset({1}) AS w(uuid varchar, cron varchar, timezone varchar,"
     " received_at timestamp, cron_deadline timestamp)),"
     " matched AS ("
-    " SELECT a.id, a.uuid FROM applications AS a JOIN latest AS w ON a.uuid = w.uuid"
+    " SELECT a.id, a.uuid, w.received_at, a.next_check_at AS check_at,"
+    f" {_OK_DEADLINE} AS deadline FROM applications AS a JOIN latest AS w ON a.uuid = w.uuid"
     " WHERE a.uuid = ANY({2}) AND a.status <> 'down' AND a.last_start_at IS NULL"
     " AND a.cron IS NOT DISTINCT FROM w.cron AND (w.cron IS NULL OR a.timezone = w.timezone)"
     " ORDER BY a.id FOR UPDATE OF a),"
     " verdict AS (SELECT count(*) = cardinality({2}) AS all_matched FROM matched),"
     " updated AS ("
     " UPDATE applications AS a SET status = 'up', consecutive_failures = 0,"
-    " last_heartbeat_at = w.received_at, updated_at = w.received_at,"
-    f" last_start_at = NULL, last_start_rid = NULL, next_deadline_at = {_OK_DEADLINE},"
-    f" next_check_at = {_OK_DEADLINE}"
-    " FROM matched AS m JOIN latest AS w ON w.uuid = m.uuid, verdict"
-    " WHERE a.id = m.id AND verdict.all_matched),"
+    " last_heartbeat_at = m.received_at, updated_at = m.received_at,"
+    " last_start_at = NULL, last_start_rid = NULL, next_deadline_at = m.deadline,"
+    " next_check_at = CASE WHEN m.check_at <= m.deadline"
+    " AND (m.check_at - m.received_at) * 2 >= m.deadline - m.received_at"
+    " THEN m.check_at ELSE m.deadline END"
+    " FROM matched AS m, verdict WHERE a.id = m.id AND verdict.all_matched),"
     " inserted AS ("
     f" INSERT INTO heartbeats ({', '.join(name for name, _ in HEARTBEAT_COLUMNS)})"
     " SELECT "

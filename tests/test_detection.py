@@ -121,6 +121,58 @@ def test_cron_application_goes_down_after_missed_fire_plus_grace(api, anonymous,
     assert _status(api, app["uuid"]) == "down"
 
 
+def _next_check(app, uuid):
+    from sqlalchemy import select
+
+    from database import db
+    from models import Application
+    with app.app_context():
+        return db.session.execute(select(Application.next_check_at)
+                                  .where(Application.uuid == uuid)).scalar_one()
+
+
+def test_a_ping_keeps_a_check_in_the_second_half_of_its_wait_and_the_monitor_moves_it_on(
+        app, api, anonymous, runtime, clock):
+    uuid = api.post("/api/v1/applications", json={
+        "name": "chatty", "period_seconds": 60, "grace_seconds": 30}).json()["uuid"]
+    anonymous.get(f"/ping/{uuid}")  # deadline and check at T0+60
+    clock.advance(seconds=10)
+    anonymous.get(f"/ping/{uuid}")  # deadline T0+70: T0+60 is in the second half of the wait
+    assert _next_check(app, uuid) == at(60)
+    clock.advance(seconds=50)
+    assert runtime.monitor.tick() == 0  # T0+60: nothing is due, the check moves on
+    assert (_status(api, uuid), _next_check(app, uuid)) == ("up", at(70))
+    clock.advance(seconds=10)
+    assert runtime.monitor.tick() == 1  # the second ping's own deadline
+    assert _status(api, uuid) == "late"
+
+
+def test_a_ping_moves_a_check_in_the_first_half_of_its_wait(app, api, anonymous, clock):
+    uuid = api.post("/api/v1/applications", json={
+        "name": "on-time", "period_seconds": 60, "grace_seconds": 30}).json()["uuid"]
+    anonymous.get(f"/ping/{uuid}")
+    clock.advance(seconds=40)
+    anonymous.get(f"/ping/{uuid}")  # T0+60 is in the first third of the wait to T0+100
+    assert _next_check(app, uuid) == at(100)
+
+
+def test_an_outage_gap_does_not_push_back_a_deadline_that_a_kept_check_stood_for(
+        app, api, anonymous, runtime, clock):
+    """The monitor was away over a kept check (T0+60) but not over the deadline (T0+70)."""
+    uuid = api.post("/api/v1/applications", json={
+        "name": "chatty", "period_seconds": 60, "grace_seconds": 30}).json()["uuid"]
+    anonymous.get(f"/ping/{uuid}")
+    clock.advance(seconds=10)
+    anonymous.get(f"/ping/{uuid}")
+    runtime.monitor.tick()  # alive at T0+10
+    clock.advance(seconds=55)  # away for longer than OUTAGE_GAP_SECONDS (30)
+    runtime.monitor.tick()
+    assert (_status(api, uuid), _next_check(app, uuid)) == ("up", at(70))
+    clock.advance(seconds=5)
+    runtime.monitor.tick()
+    assert _status(api, uuid) == "late"
+
+
 def test_a_monitor_tick_that_fails_is_recorded_and_the_loop_survives(app, runtime, clock):
     import threading
 

@@ -105,8 +105,9 @@ def test_plain_pings_of_an_application_written_before_take_one_statement(app):
         assert len(sent) == 1 and WRITE_OK_PINGS.execute_prepared in sent[0]
         assert [result["application_uuid"] for result in results] == [uuid, cron, uuid]
         state = application_state(uuid)
-        assert state["next_deadline_at"] == state["next_check_at"] == \
-            at + dt.timedelta(seconds=65)  # the batch's last ping, plus the period
+        assert state["next_deadline_at"] == at + dt.timedelta(seconds=65)  # last ping + period
+        # The check of the first ping (T0 + 60 s) is in the second half of the new wait: kept.
+        assert state["next_check_at"] == T0 + dt.timedelta(seconds=60)
         assert state["last_heartbeat_at"] == at + dt.timedelta(seconds=5)
         # */5 in Paris, after 00:00:10 UTC: 01:05 local.
         assert application_state(cron)["next_deadline_at"] == T0 + dt.timedelta(minutes=5)
