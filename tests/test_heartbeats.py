@@ -185,6 +185,50 @@ def test_heartbeats_are_listed_newest_first_across_pages(api, anonymous, applica
     assert seen == [f"beat {n}" for n in reversed(range(5))]
 
 
+def test_a_batch_wakes_its_requests_in_turn_passing_by_one_that_gave_up(app, application,
+                                                                        runtime, clock):
+    """The writer wakes a batch's first request and each wakes the next; one that stopped
+    waiting (and spooled) must not leave the ones after it waiting too."""
+    from ingest import HeartbeatWriter
+
+    entered, gate = threading.Event(), threading.Event()
+
+    class GatedWriter(HeartbeatWriter):
+        def store_batch(self, items, replay=False):
+            entered.set()
+            assert gate.wait(10)
+            return super().store_batch(items, replay)
+
+    writer = GatedWriter(app, runtime.heartbeat_spool, runtime.db_breaker, timeout_seconds=1)
+    answers = {}
+
+    def send(name):
+        with app.app_context():
+            signal = Signal(kind="ok", received_at=clock.now(), message=name)
+            answers[name] = writer.accept(application["uuid"], signal).spooled
+
+    def start(name):
+        thread = threading.Thread(target=send, args=(name,))
+        thread.start()
+        return thread
+
+    threads = [start("first")]  # the writer holds it at the gate
+    assert entered.wait(10)
+    gives_up = start("gives-up")
+    gives_up.join()  # its second passed (and the first's): both spooled their heartbeats
+    threads += [start("second"), start("third")]
+    while len(writer._queue) < 3:
+        threading.Event().wait(0.005)
+    gate.set()  # [first], then [gives-up, second, third] in one batch
+    for thread in threads:
+        thread.join()
+    writer.stop()
+    assert answers == {"first": True, "gives-up": True, "second": False, "third": False}
+    with app.app_context():
+        messages = db.session.execute(select(Heartbeat.message)).scalars().all()
+    assert sorted(messages) == ["first", "gives-up", "second", "third"]  # and written
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_heartbeat_the_database_refuses_fails_alone_and_is_not_spooled(app, application,
                                                                          runtime, clock):
