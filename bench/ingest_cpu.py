@@ -6,7 +6,8 @@ whole machine, for the hello-world baseline and the service, under the ingest be
 Reads utime+stime from /proc for the worker processes and every `postgres` process before
 and after one wrk run of 8 s (after a 3 s warm-up), and /proc/stat for the machine; divides
 by the requests served. `idle` is the share of the machine's CPU time nobody used: a high
-figure means the load is bound by latency, not CPU.
+figure means the load is bound by latency, not CPU. For the service it also counts how many
+of the applications' row updates PostgreSQL made HOT (heap only, no index entries).
 """
 from __future__ import annotations
 
@@ -42,6 +43,21 @@ def machine_seconds() -> tuple[float, float]:
     return (sum(values) - values[3] - values[4]) / TICKS, sum(values) / TICKS
 
 
+def hot_updates(database_url: str) -> str:
+    """The share of the applications' row updates that were HOT (no index entry written),
+    counted by PostgreSQL once the servers' connections have closed."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+    url = make_url(database_url)
+    with psycopg2.connect(dbname=url.database, user=url.username, host=url.host,
+                          port=url.port, password=url.password) as connection, \
+            connection.cursor() as cursor:
+        cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                       "WHERE relname = 'applications'")
+        updated, hot = cursor.fetchone()
+    return f"; HOT updates of applications {hot:,} of {updated:,}"
+
+
 def main() -> None:
     extra = sys.argv[1:]
     with bench_database() as database_url, scratch_dir() as scratch:
@@ -57,12 +73,13 @@ def main() -> None:
                 result = run_wrk(port, 8, uuids)
                 after = (cpu_seconds(workers), cpu_seconds(postgres_pids()), *machine_seconds())
             worker, postgres, busy, total = (b - a for a, b in zip(before, after))
+            updates = hot_updates(database_url) if uuids else ""
             per_request = 1e6 / result["requests"]
             print(f"{spec:18s} {result['rps']:5.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
                   f"p99 {result['p99_ms']:.1f} ms; CPU per request: workers "
                   f"{worker * per_request:.0f} us, PostgreSQL {postgres * per_request:.0f} us, "
-                  f"machine {busy * per_request:.0f} us; idle {100 * (1 - busy / total):.0f}%",
-                  flush=True)
+                  f"machine {busy * per_request:.0f} us; idle {100 * (1 - busy / total):.0f}%"
+                  f"{updates}", flush=True)
 
 
 if __name__ == "__main__":
