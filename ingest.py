@@ -5,9 +5,8 @@ INGEST_BATCH_WINDOW_SECONDS for more, writes everything that arrived in one tran
 PostgreSQL in one or two round trips, heartbeat_store.py) and answers each request once its
 heartbeat is committed: it wakes the batch's first request, and each request woken wakes the
 next (a relay), so they do not all wake at once to queue for the GIL. If the database fails,
-or does
-not answer within INGEST_TIMEOUT_SECONDS, the request appends its heartbeat to the spool
-(fsync'd) and is answered as accepted. Each heartbeat carries a UUID from the moment it is
+or does not answer within INGEST_TIMEOUT_SECONDS, the request appends its heartbeat to the
+spool (fsync'd) and is answered as accepted. Each heartbeat carries a UUID from the moment it is
 received, so a heartbeat both committed late and spooled is stored once on replay.
 """
 from __future__ import annotations
