@@ -37,10 +37,15 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _admin():
-    connection = psycopg2.connect(_dsn(ADMIN_URL))
+def connect(url: str):
+    """A psycopg2 connection in autocommit to the database at `url` (a SQLAlchemy URL)."""
+    connection = psycopg2.connect(_dsn(url))
     connection.autocommit = True
     return connection
+
+
+def _admin():
+    return connect(ADMIN_URL)
 
 
 @contextlib.contextmanager

@@ -11,12 +11,13 @@ of the applications' row updates PostgreSQL made HOT (heap only, no index entrie
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 
 from bench_ingest import application_uuid_file, run_wrk, service_environment
-from common import bench_database, gunicorn, scratch_dir, worker_pids
+from common import bench_database, connect, gunicorn, scratch_dir, worker_pids
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -46,12 +47,7 @@ def machine_seconds() -> tuple[float, float]:
 def hot_updates(database_url: str) -> str:
     """The share of the applications' row updates that were HOT (no index entry written),
     counted by PostgreSQL once the servers' connections have closed."""
-    import psycopg2
-    from sqlalchemy.engine import make_url
-    url = make_url(database_url)
-    with psycopg2.connect(dbname=url.database, user=url.username, host=url.host,
-                          port=url.port, password=url.password) as connection, \
-            connection.cursor() as cursor:
+    with contextlib.closing(connect(database_url)) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                        "WHERE relname = 'applications'")
         updated, hot = cursor.fetchone()
