@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -217,8 +218,10 @@ def test_a_batch_wakes_its_requests_in_turn_passing_by_one_that_gave_up(app, app
     gives_up = start("gives-up")
     gives_up.join()  # its second passed (and the first's): both spooled their heartbeats
     threads += [start("second"), start("third")]
-    while len(writer._queue) < 3:
-        threading.Event().wait(0.005)
+    polled_until = time.monotonic() + 10  # both queued behind the one that gave up
+    while len(writer._queue) < 3 and time.monotonic() < polled_until:
+        time.sleep(0.005)
+    assert len(writer._queue) == 3
     gate.set()  # [first], then [gives-up, second, third] in one batch
     for thread in threads:
         thread.join()
