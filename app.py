@@ -19,7 +19,7 @@ from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
 from heartbeat_monitor import Monitor, close_outage_gap, record_alive
 from ingest import HeartbeatWriter, replay_spools
-from monitoring.error_rate import RequestCounter, check_error_rate
+from monitoring.error_rate import RequestCounter, check_error_rate, prune_request_counts
 from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
@@ -98,8 +98,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
     runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
                               before_judging=[replay_spools, close_outage_gap],
-                              after_judging=[record_alive, check_error_rate,
-                                             prune_resolved_errors])
+                              after_judging=[record_alive, check_error_rate],
+                              housekeeping=[prune_request_counts, prune_resolved_errors])
     if settings.MONITOR_ENABLED and serving_process():
         start_background(app)
     return app

@@ -267,18 +267,26 @@ def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> 
 # --- The monitor: finds applications whose deadline passed -----------------------------------
 
 class Monitor:
-    """Judges due applications every interval; a failed tick is recorded and retried."""
+    """Judges due applications every interval; a failed tick is recorded and retried.
+
+    `housekeeping` tasks (pruning old rows) run after judging at most once per
+    HOUSEKEEPING_SECONDS of the clock: nothing waits on them, and an idle tick stays cheap.
+    """
 
     BATCH_SIZE = 500
+    HOUSEKEEPING_SECONDS = 60.0
 
     def __init__(self, app: Flask, clock: Clock, interval_seconds: float,
                  before_judging: list[Callable[[dt.datetime], Any]] | None = None,
-                 after_judging: list[Callable[[dt.datetime], Any]] | None = None):
+                 after_judging: list[Callable[[dt.datetime], Any]] | None = None,
+                 housekeeping: list[Callable[[dt.datetime], Any]] | None = None):
         self.app = app
         self.clock = clock
         self.interval_seconds = interval_seconds
         self.before_judging = before_judging or []
         self.after_judging = after_judging or []
+        self.housekeeping = housekeeping or []
+        self.housekeeping_due_at: dt.datetime | None = None
         self.failures = 0
 
     def tick(self) -> int:
@@ -296,6 +304,10 @@ class Monitor:
                     break
             for task in self.after_judging:
                 task(now)
+            if self.housekeeping_due_at is None or now >= self.housekeeping_due_at:
+                for task in self.housekeeping:
+                    task(now)
+                self.housekeeping_due_at = now + dt.timedelta(seconds=self.HOUSEKEEPING_SECONDS)
         metrics.MONITOR_TICK_SECONDS.observe(time.perf_counter() - started)
         return changed
 

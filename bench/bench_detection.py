@@ -1,7 +1,8 @@
 """Target 2: a monitor tick over 100,000 applications, none due and 1,000 due.
 
 The tick is the full `Monitor.tick()` of the service (spool replay check, outage-gap check,
-judging, alive mark, error-rate check, pruning). Baseline: the same tick over 1,000
+judging, alive mark, error-rate check), and once a minute its housekeeping (pruning), timed
+apart. Baseline: the same tick over 1,000
 applications, measured first in the same database; the ratio shows that cost follows what
 is due, not what exists. The query plan of the due-applications query is printed.
 """
@@ -42,9 +43,12 @@ def vacuum_analyze() -> None:
         connection.execute(text("VACUUM ANALYZE applications"))
 
 
-def time_ticks(monitor, count: int) -> list[float]:
+def time_ticks(monitor, count: int, housekeeping: bool = False) -> list[float]:
+    """Durations of `count` ticks; with `housekeeping`, each runs the once-a-minute pruning."""
     durations = []
     for _ in range(count):
+        if housekeeping:
+            monitor.housekeeping_due_at = None
         started = time.perf_counter()
         monitor.tick()
         durations.append(time.perf_counter() - started)
@@ -80,12 +84,16 @@ def main() -> bool:
             vacuum_analyze()
         time_ticks(monitor, 3)
         idle = statistics.median(time_ticks(monitor, TICKS))
+        housekeeping = statistics.median(time_ticks(monitor, TICKS, housekeeping=True))
         print(f"  tick, none due, {BASELINE_TOTAL:,} applications (baseline): {small * 1000:.2f} ms")
         print(f"  tick, none due, {TOTAL:,} applications: {idle * 1000:.2f} ms")
+        print(f"  the same with its housekeeping (pruning, once a minute): "
+              f"{housekeeping * 1000:.2f} ms")
         passed &= report("detection idle tick",
                          f"{idle * 1000:.2f} ms over {TOTAL:,} applications, ratio to "
-                         f"{BASELINE_TOTAL:,} applications {idle / small:.2f} (target < 10 ms)",
-                         idle < 0.010)
+                         f"{BASELINE_TOTAL:,} applications {idle / small:.2f}; "
+                         f"{housekeeping * 1000:.2f} ms in the minute's housekeeping tick "
+                         f"(target < 10 ms)", max(idle, housekeeping) < 0.010)
 
         with app.app_context():
             channel = Channel(name="sink", kind="webhook", url="http://127.0.0.1:9/hook",

@@ -176,7 +176,6 @@ def check_error_rate(now: dt.datetime) -> list[Alert]:
 
     settings = runtime().settings
     runtime().request_counter.flush()  # before this transaction takes any write lock
-    prune_request_counts(now, settings)
     measured = measure_error_rate(now, settings)
     db.session.commit()
     if not measured.is_high:
@@ -218,4 +217,5 @@ def prune_request_counts(now: dt.datetime, settings: Settings | None = None) -> 
     settings = settings or runtime().settings
     oldest_kept = bucket_start(now - dt.timedelta(seconds=2 * settings.ERROR_RATE_WINDOW_SECONDS))
     result = db.session.execute(delete(RequestCount).where(RequestCount.bucket_start < oldest_kept))
+    db.session.commit()
     return result.rowcount or 0

@@ -123,11 +123,22 @@ def test_concurrent_checks_from_two_processes_alert_once(app_config, app, clock)
     assert len(alerts_of(app)) == 1
 
 
-def test_old_buckets_are_pruned_by_the_check(app, clock):
-    add_request_counts(app, clock.now(), requests=5, errors=0)
-    check(app, clock.advance(seconds=610))
+def _bucket_count(app) -> int:
     with app.app_context():
-        assert db.session.execute(select(func.count()).select_from(RequestCount)).scalar() == 0
+        return db.session.execute(select(func.count()).select_from(RequestCount)).scalar()
+
+
+def test_old_buckets_are_pruned_by_the_monitor_at_most_once_a_minute(app, runtime, clock):
+    start = clock.now()
+    runtime.monitor.tick()  # housekeeping runs now, and next a minute later
+    add_request_counts(app, start - dt.timedelta(seconds=700), requests=5, errors=0)  # stale
+    add_request_counts(app, start, requests=5, errors=0)
+    clock.advance(seconds=59)
+    runtime.monitor.tick()
+    assert _bucket_count(app) == 2
+    clock.advance(seconds=1)
+    runtime.monitor.tick()
+    assert _bucket_count(app) == 1  # the stale bucket went, the current one stays
 
 
 def test_health_is_degraded_while_the_rate_is_high(app, anonymous, clock):
