@@ -17,7 +17,7 @@ from dashboard import DashboardSessions, dashboard_bp
 from database import db, engine_options, install_io_timeout, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
-from heartbeat_monitor import Monitor, close_outage_gap, record_alive
+from heartbeat_monitor import Monitor, close_outage_gap, prune_old_heartbeats, record_alive
 from ingest import HeartbeatWriter, replay_spools
 from monitoring.error_rate import RequestCounter, check_error_rate, prune_request_counts
 from monitoring.error_tracking import prune_resolved_errors
@@ -99,7 +99,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
                               before_judging=[replay_spools, close_outage_gap],
                               after_judging=[record_alive, check_error_rate],
-                              housekeeping=[prune_request_counts, prune_resolved_errors])
+                              housekeeping=[prune_request_counts, prune_resolved_errors,
+                                            prune_old_heartbeats])
     if settings.MONITOR_ENABLED and serving_process():
         start_background(app)
     return app

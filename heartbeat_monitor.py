@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable
 
 from flask import Flask
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import lazyload
 
 from alert_manager import enqueue_application_alerts
@@ -405,3 +405,37 @@ def close_outage_gap(now: dt.datetime) -> dt.timedelta | None:
     log.warning("service was unavailable for %.0f s; deadlines inside the gap extended",
                 gap.total_seconds())
     return gap
+
+
+# --- Retention: heartbeats older than HEARTBEAT_RETENTION_DAYS go -----------------------------
+
+PRUNE_BATCH_SIZE = 5000
+PRUNE_MAX_BATCHES = 20
+
+
+def prune_old_heartbeats(now: dt.datetime) -> int:
+    """Delete heartbeats received more than HEARTBEAT_RETENTION_DAYS ago; returns the count.
+
+    Walks up from the oldest id in batches (ids follow arrival), so it needs no index on
+    received_at and, once the oldest heartbeat is recent enough, costs one primary-key lookup.
+    A heartbeat replayed from the spool, older than its id, may outlive the retention a little
+    but never goes early. Rows another process is deleting are skipped, not waited for. At
+    most PRUNE_MAX_BATCHES per call: the next housekeeping goes on.
+    """
+    days = runtime().settings.HEARTBEAT_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = now - dt.timedelta(days=days)
+    deleted = 0
+    for _ in range(PRUNE_MAX_BATCHES):
+        oldest = db.session.execute(select(Heartbeat.id, Heartbeat.received_at)
+                                    .order_by(Heartbeat.id).limit(1)).first()
+        if oldest is None or oldest.received_at >= cutoff:
+            break
+        old = (select(Heartbeat.id)
+               .where(Heartbeat.id < oldest.id + PRUNE_BATCH_SIZE, Heartbeat.received_at < cutoff)
+               .with_for_update(skip_locked=True))
+        deleted += db.session.execute(delete(Heartbeat).where(Heartbeat.id.in_(old))).rowcount
+        db.session.commit()
+    db.session.commit()
+    return deleted

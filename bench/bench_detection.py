@@ -1,8 +1,9 @@
 """Target 2: a monitor tick over 100,000 applications, none due and 1,000 due.
 
 The tick is the full `Monitor.tick()` of the service (spool replay check, outage-gap check,
-judging, alive mark, error-rate check), and once a minute its housekeeping (pruning), timed
-apart. Baseline: the same tick over 1,000
+judging, alive mark, error-rate check), and once a minute its housekeeping (pruning request
+counts, resolved errors and heartbeats past their retention), timed apart: over 400,000
+heartbeats with none old, and once while it prunes 100,000. Baseline: the same tick over 1,000
 applications, measured first in the same database; the ratio shows that cost follows what
 is due, not what exists. The query plan of the due-applications query is printed.
 """
@@ -22,6 +23,8 @@ TOTAL = 100_000
 BASELINE_TOTAL = 1_000
 DUE = 1_000
 TICKS = 15
+OLD_HEARTBEATS = 100_000  # past HEARTBEAT_RETENTION_DAYS (30): one housekeeping prunes them
+RECENT_HEARTBEATS = 400_000
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
@@ -40,7 +43,22 @@ def vacuum_analyze() -> None:
     inserted (it would otherwise vacuum them during the timed ticks, on the same 2 cores)."""
     from database import db
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE applications"))
+        connection.execute(text("VACUUM ANALYZE applications, heartbeats"))
+
+
+def add_heartbeats(count: int, newest: dt.datetime) -> None:
+    """`count` heartbeats a second apart up to `newest`, spread over every application."""
+    from database import db
+    for first in range(1, count + 1, 20_000):  # each statement well within the I/O timeout
+        db.session.execute(text(
+            "INSERT INTO heartbeats (uuid, application_id, kind, message, source, received_at)"
+            " SELECT gen_random_uuid()::text, app.id + g % :total, 'ok', '', 'ping',"
+            " :newest - (:count - g) * interval '1 second'"
+            " FROM generate_series(:first, :last) AS g,"
+            " (SELECT min(id) AS id FROM applications) AS app"
+        ), {"total": TOTAL, "count": count, "first": first, "last": min(count, first + 19_999),
+            "newest": newest.replace(tzinfo=None)})
+        db.session.commit()
 
 
 def time_ticks(monitor, count: int, housekeeping: bool = False) -> list[float]:
@@ -58,7 +76,7 @@ def time_ticks(monitor, count: int, housekeeping: bool = False) -> list[float]:
 def main() -> bool:
     from app import create_app
     from database import db
-    from models import Alert, Application, Channel, Incident, application_channels
+    from models import Alert, Application, Channel, Heartbeat, Incident, application_channels
     from utils.clock import ManualClock
 
     passed = True
@@ -81,13 +99,27 @@ def main() -> bool:
                 db.session.execute(insert(Application),
                                    application_rows(first, min(10_000, TOTAL - first)))
                 db.session.commit()
+            add_heartbeats(OLD_HEARTBEATS, NOW - dt.timedelta(days=31))
+            add_heartbeats(RECENT_HEARTBEATS, NOW)
             vacuum_analyze()
+        (pruning,) = time_ticks(monitor, 1, housekeeping=True)
+        with app.app_context():
+            kept = db.session.scalar(select(db.func.count()).select_from(Heartbeat))
+            vacuum_analyze()
+        print(f"  tick whose housekeeping pruned {OLD_HEARTBEATS:,} heartbeats past their "
+              f"retention (of {OLD_HEARTBEATS + RECENT_HEARTBEATS:,}): {pruning * 1000:.0f} ms, "
+              f"{kept:,} kept")
+        passed &= report("heartbeat retention", f"{pruning * 1000:.0f} ms to prune "
+                         f"{OLD_HEARTBEATS:,} old heartbeats in one housekeeping tick, "
+                         f"{pruning / OLD_HEARTBEATS * 1e6:.1f} us each (informational)",
+                         kept == RECENT_HEARTBEATS)
         time_ticks(monitor, 3)
         idle = statistics.median(time_ticks(monitor, TICKS))
         housekeeping = statistics.median(time_ticks(monitor, TICKS, housekeeping=True))
         print(f"  tick, none due, {BASELINE_TOTAL:,} applications (baseline): {small * 1000:.2f} ms")
         print(f"  tick, none due, {TOTAL:,} applications: {idle * 1000:.2f} ms")
-        print(f"  the same with its housekeeping (pruning, once a minute): "
+        print(f"  the same with its housekeeping (pruning, once a minute; "
+              f"{RECENT_HEARTBEATS:,} heartbeats, none old): "
               f"{housekeeping * 1000:.2f} ms")
         passed &= report("detection idle tick",
                          f"{idle * 1000:.2f} ms over {TOTAL:,} applications, ratio to "
