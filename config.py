@@ -145,7 +145,9 @@ class Runtime:
     def shutdown(self) -> None:
         """Stop this instance's threads: monitor and delivery, then the writers."""
         if self.background is not None:
-            self.background.stop()
+            self.background.stop()  # and the deliverer
+        elif self.deliverer is not None:  # delivery driven without threads of ours (drain())
+            self.deliverer.shutdown(wait=True)
         if self.writer is not None:
             self.writer.stop()
         if self.request_counter is not None:

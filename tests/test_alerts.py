@@ -219,9 +219,29 @@ def test_breaker_opens_after_threshold_then_closes_through_one_probe(api, anonym
     assert len(sink.alert_ids()) == 8
 
 
+def test_closing_an_app_without_background_threads_stops_its_delivery_threads(app_config, sink):
+    from app import create_app
+    from tests.conftest import Client, LiveServer, close_app, make_key
+    application = create_app(app_config)  # MONITOR_ENABLED off: delivery driven by drain()
+    live = LiveServer(application).start()
+    try:
+        api, anonymous = Client(live.url, make_key(application)), Client(live.url)
+        channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+        app = watched_application(api, anonymous, [channel["id"]])
+        anonymous.get(f"/ping/{app['uuid']}/fail")
+        deliverer = application.extensions["hbmon"].deliverer
+        deliverer.drain()
+        senders = list(deliverer._pools["webhook"]._threads)
+    finally:
+        live.stop()
+        close_app(application)
+    assert len(sink.alert_ids()) == 1
+    assert senders and not any(thread.is_alive() for thread in senders)
+
+
 def test_failing_channel_does_not_delay_a_healthy_one(app_config, sink, other_sink, clock):
     from app import create_app
-    from tests.conftest import Client, LiveServer, make_key
+    from tests.conftest import Client, LiveServer, close_app, make_key
     application = create_app({**app_config, "ALERT_TIMEOUT_SECONDS": 3})
     live = LiveServer(application).start()
     try:
@@ -243,9 +263,9 @@ def test_failing_channel_does_not_delay_a_healthy_one(app_config, sink, other_si
         stop.set()
         deliverer.wake()
         worker.join()
-        deliverer.shutdown()
     finally:
         live.stop()
+        close_app(application)
     assert len(other_sink.received) == 6
     # Six hanging deliveries to the slow channel would take 6 x 3 s in series; the healthy
     # channel's six alerts arrive while the first slow ones are still hanging.
