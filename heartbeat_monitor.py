@@ -269,8 +269,9 @@ def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> 
 class Monitor:
     """Judges due applications every interval; a failed tick is recorded and retried.
 
-    `housekeeping` tasks (pruning old rows) run after judging at most once per
-    HOUSEKEEPING_SECONDS of the clock: nothing waits on them, and an idle tick stays cheap.
+    Each `housekeeping` task (pruning old rows) runs after judging about once per
+    HOUSEKEEPING_SECONDS of the clock, and a tick runs at most one of them: nothing waits on
+    them, and no tick carries them all.
     """
 
     BATCH_SIZE = 500
@@ -286,7 +287,7 @@ class Monitor:
         self.before_judging = before_judging or []
         self.after_judging = after_judging or []
         self.housekeeping = housekeeping or []
-        self.housekeeping_due_at: dt.datetime | None = None
+        self.housekeeping_due_at: list[dt.datetime | None] = [None] * len(self.housekeeping)
         self.failures = 0
 
     def tick(self) -> int:
@@ -304,12 +305,18 @@ class Monitor:
                     break
             for task in self.after_judging:
                 task(now)
-            if self.housekeeping_due_at is None or now >= self.housekeeping_due_at:
-                for task in self.housekeeping:
-                    task(now)
-                self.housekeeping_due_at = now + dt.timedelta(seconds=self.HOUSEKEEPING_SECONDS)
+            self.keep_house(now)
         metrics.MONITOR_TICK_SECONDS.observe(time.perf_counter() - started)
         return changed
+
+    def keep_house(self, now: dt.datetime) -> None:
+        """Run the first housekeeping task that is due, if any."""
+        for index, due_at in enumerate(self.housekeeping_due_at):
+            if due_at is None or now >= due_at:
+                self.housekeeping[index](now)
+                self.housekeeping_due_at[index] = now + dt.timedelta(
+                    seconds=self.HOUSEKEEPING_SECONDS)
+                return
 
     def run(self, stop: threading.Event) -> None:
         """Tick until `stop` is set; back off after failures, never die."""

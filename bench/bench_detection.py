@@ -1,9 +1,10 @@
 """Target 2: a monitor tick over 100,000 applications, none due and 1,000 due.
 
 The tick is the full `Monitor.tick()` of the service (spool replay check, outage-gap check,
-judging, alive mark, error-rate check), and once a minute its housekeeping (pruning request
-counts, resolved errors and heartbeats past their retention), timed apart: over 400,000
-heartbeats with none old, and once while it prunes 100,000. Baseline: the same tick over 1,000
+judging, alive mark, error-rate check), and the ticks that also run one of its housekeeping
+tasks (once a minute each: pruning request counts, resolved errors, heartbeats past their
+retention), timed apart: over 400,000 heartbeats with none old, and once while it prunes
+100,000. Baseline: the same tick over 1,000
 applications, measured first in the same database; the ratio shows that cost follows what
 is due, not what exists. The query plan of the due-applications query is printed.
 """
@@ -61,12 +62,12 @@ def add_heartbeats(count: int, newest: dt.datetime) -> None:
         db.session.commit()
 
 
-def time_ticks(monitor, count: int, housekeeping: bool = False) -> list[float]:
-    """Durations of `count` ticks; with `housekeeping`, each runs the once-a-minute pruning."""
+def time_ticks(monitor, count: int, housekeeping: int | None = None) -> list[float]:
+    """Durations of `count` ticks; with `housekeeping`, each runs that housekeeping task."""
     durations = []
     for _ in range(count):
-        if housekeeping:
-            monitor.housekeeping_due_at = None
+        if housekeeping is not None:
+            monitor.housekeeping_due_at[housekeeping] = None
         started = time.perf_counter()
         monitor.tick()
         durations.append(time.perf_counter() - started)
@@ -102,7 +103,9 @@ def main() -> bool:
             add_heartbeats(OLD_HEARTBEATS, NOW - dt.timedelta(days=31))
             add_heartbeats(RECENT_HEARTBEATS, NOW)
             vacuum_analyze()
-        (pruning,) = time_ticks(monitor, 1, housekeeping=True)
+        heartbeat_task = [task.__name__ for task in monitor.housekeeping].index(
+            "prune_old_heartbeats")
+        (pruning,) = time_ticks(monitor, 1, housekeeping=heartbeat_task)
         with app.app_context():
             kept = db.session.scalar(select(db.func.count()).select_from(Heartbeat))
             vacuum_analyze()
@@ -115,17 +118,19 @@ def main() -> bool:
                          kept == RECENT_HEARTBEATS)
         time_ticks(monitor, 3)
         idle = statistics.median(time_ticks(monitor, TICKS))
-        housekeeping = statistics.median(time_ticks(monitor, TICKS, housekeeping=True))
+        housekeeping = {task.__name__: statistics.median(time_ticks(monitor, TICKS, index))
+                        for index, task in enumerate(monitor.housekeeping)}
+        worst = max(housekeeping.values())
         print(f"  tick, none due, {BASELINE_TOTAL:,} applications (baseline): {small * 1000:.2f} ms")
         print(f"  tick, none due, {TOTAL:,} applications: {idle * 1000:.2f} ms")
-        print(f"  the same with its housekeeping (pruning, once a minute; "
-              f"{RECENT_HEARTBEATS:,} heartbeats, none old): "
-              f"{housekeeping * 1000:.2f} ms")
+        for name, duration in housekeeping.items():
+            print(f"  the same with housekeeping task {name} (once a minute; "
+                  f"{RECENT_HEARTBEATS:,} heartbeats, none old): {duration * 1000:.2f} ms")
         passed &= report("detection idle tick",
                          f"{idle * 1000:.2f} ms over {TOTAL:,} applications, ratio to "
                          f"{BASELINE_TOTAL:,} applications {idle / small:.2f}; "
-                         f"{housekeeping * 1000:.2f} ms in the minute's housekeeping tick "
-                         f"(target < 10 ms)", max(idle, housekeeping) < 0.010)
+                         f"{worst * 1000:.2f} ms in the slowest housekeeping tick "
+                         f"(target < 10 ms)", max(idle, worst) < 0.010)
 
         with app.app_context():
             channel = Channel(name="sink", kind="webhook", url="http://127.0.0.1:9/hook",

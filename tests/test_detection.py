@@ -206,3 +206,22 @@ def test_a_monitor_tick_that_fails_is_recorded_and_the_loop_survives(app, runtim
     with app.app_context():
         rows = db.session.execute(select(ErrorLog)).scalars().all()
     assert [row.error_type for row in rows] == ["RuntimeError"]
+
+
+def test_a_tick_runs_at_most_one_housekeeping_task_and_each_again_a_minute_later(app, clock):
+    from heartbeat_monitor import Monitor
+    ran = []
+    monitor = Monitor(app, clock, 2.0, housekeeping=[lambda now: ran.append(("a", now)),
+                                                     lambda now: ran.append(("b", now))])
+    start = clock.now()
+    for _ in range(3):
+        monitor.tick()
+    assert ran == [("a", start), ("b", start)]
+    clock.advance(seconds=59)
+    monitor.tick()
+    assert len(ran) == 2
+    clock.advance(seconds=1)
+    monitor.tick()
+    monitor.tick()
+    assert ran[2:] == [("a", start + dt.timedelta(seconds=60)),
+                       ("b", start + dt.timedelta(seconds=60))]
