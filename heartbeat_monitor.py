@@ -442,7 +442,10 @@ def prune_old_heartbeats(now: dt.datetime) -> int:
         old = (select(Heartbeat.id)
                .where(Heartbeat.id < oldest.id + PRUNE_BATCH_SIZE, Heartbeat.received_at < cutoff)
                .with_for_update(skip_locked=True))
-        deleted += db.session.execute(delete(Heartbeat).where(Heartbeat.id.in_(old))).rowcount
+        count = db.session.execute(delete(Heartbeat).where(Heartbeat.id.in_(old))).rowcount
         db.session.commit()
+        deleted += count
+        if count == 0:  # another process holds these rows: it is pruning them
+            break
     db.session.commit()
     return deleted

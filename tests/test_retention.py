@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg2
+import pytest
 from sqlalchemy import insert, select
 
 import heartbeat_monitor
@@ -11,7 +13,7 @@ from applications import create_application
 from database import db
 from heartbeat_monitor import prune_old_heartbeats
 from models import Application, Heartbeat, new_uuid
-from tests.conftest import close_app
+from tests.conftest import _dsn, close_app
 
 DAY = dt.timedelta(days=1)
 
@@ -97,3 +99,21 @@ def test_retention_zero_keeps_every_heartbeat(app_config, clock):
         assert kept_messages(app) == ["0"]
     finally:
         close_app(app)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_heartbeats_another_process_is_pruning_are_skipped_not_waited_for(app, application,
+                                                                          clock, database_url):
+    now = clock.now()
+    add_heartbeats(app, application["uuid"], [now - 40 * DAY] * 3)
+    other = psycopg2.connect(_dsn(database_url))
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT id FROM heartbeats FOR UPDATE")  # held until rolled back
+            with app.app_context():
+                assert prune_old_heartbeats(now) == 0  # waiting would hit the 3 s I/O timeout
+            other.rollback()
+        with app.app_context():
+            assert prune_old_heartbeats(now) == 3
+    finally:
+        other.close()
