@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable
 
 from flask import Flask
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import lazyload
 
 from alert_manager import enqueue_application_alerts

@@ -4,9 +4,9 @@ The tick is the full `Monitor.tick()` of the service (spool replay check, outage
 judging, alive mark, error-rate check), and the ticks that also run one of its housekeeping
 tasks (once a minute each: pruning request counts, resolved errors, heartbeats past their
 retention), timed apart: over 400,000 heartbeats with none old, and once while it prunes
-100,000. Baseline: the same tick over 1,000
-applications, measured first in the same database; the ratio shows that cost follows what
-is due, not what exists. The query plan of the due-applications query is printed.
+100,000. Baseline: the same tick over 1,000 applications, measured first in the same
+database; the ratio shows that cost follows what is due, not what exists. The query plan of
+the due-applications query is printed.
 """
 from __future__ import annotations
 
