@@ -9,28 +9,34 @@ from typing import Any, Mapping
 from flask import Flask, g, request
 
 import models  # noqa: F401  (registers every table with SQLAlchemy)
-from alert_manager import Deliverer
 from background import serving_process, start_background
 from cli import register_cli
-from config import INSTANCE_DIR, Runtime, Settings
+from config import INSTANCE_DIR, Settings
 from dashboard import DashboardSessions, dashboard_bp
 from database import db, engine_options, install_io_timeout, migrate
+from delivery import Deliverer
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
-from heartbeat_monitor import Monitor, close_outage_gap, prune_old_heartbeats, record_alive
-from ingest import HeartbeatWriter, replay_spools
-from monitoring.error_rate import RequestCounter, check_error_rate, prune_request_counts
+from heartbeat_monitor import Monitor
+from ingest.fast_path import PingFastPath
+from ingest.replay import replay_spools
+from ingest.writer import HeartbeatWriter
+from monitoring.error_rate import RequestCounter, prune_request_counts
 from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
 from monitoring.sentry import init_sentry
 from monitoring.views import errors_bp, monitoring_bp
 from openapi import docs_bp
-from ping_fast_path import PingFastPath, raise_carried_error
+from operator_alerts import check_error_rate
+from outage import close_outage_gap, record_alive
 from rate_limits import init_rate_limits
+from retention import prune_old_heartbeats
 from routes import api_bp, ping_bp
+from runtime import EXTENSION_KEY, Runtime, current_runtime
 from security import install_security
 from spool import Spool
+from transports import Transports, is_breaker_failure
 from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
 from utils.request_id import assign_request_id, current_request_id
@@ -63,8 +69,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.session_interface = DashboardSessions()
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    runtime = Runtime(settings=settings, clock=clock)
-    app.extensions["hbmon"] = runtime
 
     if not settings.is_sqlite:
         install_io_timeout(settings.DB_IO_TIMEOUT_SECONDS)
@@ -73,34 +77,36 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                      render_as_batch=True)
     register_error_handlers(app)
     register_cli(app)
-    app.register_blueprint(ping_bp)
-    app.register_blueprint(api_bp)
-    app.register_blueprint(errors_bp)
-    app.register_blueprint(monitoring_bp)
-    app.register_blueprint(docs_bp)
-    app.register_blueprint(dashboard_bp)
+    for blueprint in (ping_bp, api_bp, errors_bp, monitoring_bp, docs_bp, dashboard_bp):
+        app.register_blueprint(blueprint)
     _install_request_hooks(app)
     instrument_requests(app)
-    runtime.rate_limits = init_rate_limits(app, settings)
-    app.wsgi_app = PingFastPath(app.wsgi_app, runtime)  # behind ProxyFix: sees client addresses
+
+    breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
+                               settings.BREAKER_RECOVERY_SECONDS, clock, is_breaker_failure)
+    # The database's own breaker runs on real time: it paces retries of real I/O.
+    db_breaker = Breaker("database", 1, settings.DB_RETRY_SECONDS, time.monotonic)
+    heartbeat_spool = Spool(settings.SPOOL_DIR, "heartbeats", settings.SPOOL_MAX_BYTES)
+    transports = Transports(settings, clock)
+    runtime = Runtime(
+        settings=settings, clock=clock, breakers=breakers, db_breaker=db_breaker,
+        heartbeat_spool=heartbeat_spool,
+        error_spool=Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES),
+        writer=HeartbeatWriter(app, heartbeat_spool, db_breaker, settings.INGEST_TIMEOUT_SECONDS,
+                               settings.INGEST_BATCH_WINDOW_SECONDS),
+        request_counter=RequestCounter(app),
+        rate_limits=init_rate_limits(app, settings),
+        transports=transports,
+        deliverer=Deliverer(app, settings, clock, breakers, transports),
+        monitor=Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
+                        before_judging=[replay_spools, close_outage_gap],
+                        after_judging=[record_alive, check_error_rate],
+                        housekeeping=[prune_request_counts, prune_resolved_errors,
+                                      prune_old_heartbeats]))
+    app.extensions[EXTENSION_KEY] = runtime
+    app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)
 
-    runtime.breakers = BreakerRegistry(settings.BREAKER_FAILURE_THRESHOLD,
-                                       settings.BREAKER_RECOVERY_SECONDS, clock)
-    # The database's own breaker runs on real time: it paces retries of real I/O.
-    runtime.db_breaker = Breaker("database", 1, settings.DB_RETRY_SECONDS, time.monotonic)
-    runtime.heartbeat_spool = Spool(settings.SPOOL_DIR, "heartbeats", settings.SPOOL_MAX_BYTES)
-    runtime.error_spool = Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES)
-    runtime.writer = HeartbeatWriter(app, runtime.heartbeat_spool, runtime.db_breaker,
-                                     settings.INGEST_TIMEOUT_SECONDS,
-                                     settings.INGEST_BATCH_WINDOW_SECONDS)
-    runtime.request_counter = RequestCounter(app)
-    runtime.deliverer = Deliverer(app, settings, clock, runtime.breakers)
-    runtime.monitor = Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
-                              before_judging=[replay_spools, close_outage_gap],
-                              after_judging=[record_alive, check_error_rate],
-                              housekeeping=[prune_request_counts, prune_resolved_errors,
-                                            prune_old_heartbeats])
     if settings.MONITOR_ENABLED and serving_process():
         start_background(app)
     return app
@@ -112,7 +118,6 @@ def _install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start_request() -> None:
         assign_request_id()
-        raise_carried_error(request.environ)
         # Refuse an oversize body from its declared length, before reading any of it.
         if request.content_length is not None and request.content_length > max_body:
             raise PayloadTooLarge(f"Bodies may be at most {max_body} bytes.")
@@ -121,6 +126,6 @@ def _install_request_hooks(app: Flask) -> None:
     def _finish_request(response):
         response.headers["X-Request-ID"] = current_request_id()
         if g.get("database_probe") and response.status_code != 503:
-            app.extensions["hbmon"].db_breaker.record_success()
+            current_runtime().db_breaker.record_success()
         return response
 

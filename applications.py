@@ -6,13 +6,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from channels import channels_by_ids
 from database import db
 from exceptions import ApplicationNotFound, Conflict, ValidationFailed
-from heartbeat_monitor import next_check_at
-from channels import channels_by_ids
+from ingest.signals import heartbeat_view
 from models import Application, ApplicationTag, Heartbeat, Incident
 from schedule import next_deadline
-from utils.pagination import decode_cursor, encode_cursor
+from status_rules import next_check_at
+from utils.pagination import paginate
 
 _SCHEDULE_FIELDS = {"period_seconds", "cron", "timezone", "grace_seconds"}
 DEFAULTS = {"description": "", "period_seconds": 86400, "timezone": "UTC", "grace_seconds": 3600,
@@ -82,47 +83,25 @@ def set_channels(application: Application, channel_ids: list[int]) -> None:
 
 def list_applications(status: str | None, tag: str | None, limit: int,
                       cursor: str | None) -> tuple[list[Application], str | None]:
-    query = select(Application).order_by(Application.id).limit(limit + 1)
+    """Applications in the order they were created."""
+    query = select(Application)
     if status:
         query = query.where(Application.status == status)
     if tag:
         query = query.where(Application.id.in_(
             select(ApplicationTag.application_id).where(ApplicationTag.tag == tag)))
-    if cursor:
-        (after_id,) = decode_cursor(cursor, 1)
-        query = query.where(Application.id > int(after_id))
-    rows = list(db.session.execute(query).scalars())
-    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return paginate(query, [Application.id], limit, cursor, scope="applications",
+                    descending=False)
 
 
 def list_heartbeats(uuid: str, limit: int,
                     cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """An application's heartbeats, newest first."""
     application = get_application(uuid)
-    query = (select(Heartbeat).where(Heartbeat.application_id == application.id)
-             .order_by(Heartbeat.received_at.desc(), Heartbeat.id.desc()).limit(limit + 1))
-    if cursor:
-        received_iso, before_id = decode_cursor(cursor, 2)
-        try:
-            received_at = dt.datetime.fromisoformat(received_iso)
-        except (TypeError, ValueError):
-            raise ValidationFailed({"cursor": ["Invalid cursor."]})
-        query = query.where(
-            (Heartbeat.received_at < received_at)
-            | ((Heartbeat.received_at == received_at) & (Heartbeat.id < int(before_id))))
-    rows = list(db.session.execute(query).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last.received_at.isoformat(), last.id])
-    return [_heartbeat_view(application, row) for row in rows[:limit]], next_cursor
-
-
-def _heartbeat_view(application: Application, row: Heartbeat) -> dict[str, Any]:
-    return {"uuid": row.uuid, "application_uuid": application.uuid, "kind": row.kind,
-            "exit_code": row.exit_code, "message": row.message, "duration_ms": row.duration_ms,
-            "metadata": row.metadata_json, "rid": row.rid, "source": row.source,
-            "received_at": row.received_at}
+    query = select(Heartbeat).where(Heartbeat.application_id == application.id)
+    rows, next_cursor = paginate(query, [Heartbeat.received_at, Heartbeat.id], limit, cursor,
+                                 scope="heartbeats")
+    return [heartbeat_view(application.uuid, row) for row in rows], next_cursor
 
 
 def pause_application(uuid: str, now: dt.datetime) -> Application:
@@ -157,11 +136,5 @@ def delete_application(uuid: str) -> None:
 def list_incidents(uuid: str, limit: int, cursor: str | None) -> tuple[list[Incident], str | None]:
     """An application's incidents, newest first."""
     application = get_application(uuid)
-    query = (select(Incident).where(Incident.application_id == application.id)
-             .order_by(Incident.id.desc()).limit(limit + 1))
-    if cursor:
-        (before_id,) = decode_cursor(cursor, 1)
-        query = query.where(Incident.id < int(before_id))
-    rows = list(db.session.execute(query).scalars())
-    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    query = select(Incident).where(Incident.application_id == application.id)
+    return paginate(query, [Incident.id], limit, cursor, scope="incidents")

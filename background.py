@@ -8,6 +8,8 @@ import threading
 import click
 from flask import Flask
 
+from runtime import EXTENSION_KEY
+
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +22,7 @@ class Background:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> "Background":
-        runtime = self.app.extensions["hbmon"]
+        runtime = self.app.extensions[EXTENSION_KEY]
         for name, target in (("hbmon-monitor", runtime.monitor.run),
                              ("hbmon-delivery", runtime.deliverer.run)):
             thread = threading.Thread(target=target, args=(self.stop_event,), name=name,
@@ -32,10 +34,11 @@ class Background:
 
     def stop(self, timeout_seconds: float = 15.0) -> None:
         self.stop_event.set()
-        self.app.extensions["hbmon"].deliverer.wake()
+        deliverer = self.app.extensions[EXTENSION_KEY].deliverer
+        deliverer.wake()
         for thread in self.threads:
             thread.join(timeout_seconds)
-        self.app.extensions["hbmon"].deliverer.shutdown(wait=True)
+        deliverer.shutdown(wait=True)
 
     def wait(self) -> None:
         """Block until stopped (the `flask monitor` foreground loop)."""
@@ -51,6 +54,6 @@ def serving_process() -> bool:
 
 def start_background(app: Flask) -> Background:
     background = Background(app).start()
-    app.extensions["hbmon"].background = background
+    app.extensions[EXTENSION_KEY].background = background
     atexit.register(background.stop, 5.0)
     return background

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from sqlalchemy import select
 
-from alert_manager import PermanentDeliveryError, Senders, build_payload
-from config import runtime
 from database import db
 from exceptions import ChannelNotFound, ValidationFailed
 from models import Channel, new_uuid
-from utils.circuit_breaker import TransientError
+from monitoring.error_tracking import record_error
+from outbox import build_payload
+from runtime import current_runtime
+from transports import Destination
 from utils.ssrf_guard import ForbiddenTarget, check_webhook_url
 
 
@@ -31,7 +31,7 @@ def _check_complete(channel: Channel) -> None:
     if channel.kind in ("webhook", "slack") and not channel.url:
         raise ValidationFailed({"url": [f"A {channel.kind} channel needs a url."]})
     if channel.kind in ("webhook", "slack") and \
-            not runtime().settings.ALLOW_PRIVATE_WEBHOOK_TARGETS:
+            not current_runtime().settings.ALLOW_PRIVATE_WEBHOOK_TARGETS:
         try:
             check_webhook_url(channel.url)
         except ForbiddenTarget as refused:
@@ -79,20 +79,13 @@ def channels_by_ids(channel_ids: list[int]) -> list[Channel]:
 def send_test_alert(channel_id: int) -> dict[str, Any]:
     """Send a test alert now, outside the queue and its breaker, and report what happened."""
     channel = get_channel(channel_id)
-    state = runtime()
+    runtime = current_runtime()
     alert_uuid = new_uuid()
-    payload = {**build_payload("channel.test", alert_uuid, None, None, state.clock.now()),
+    payload = {**build_payload("channel.test", alert_uuid, None, None, runtime.clock.now()),
                "channel": {"id": channel.id, "name": channel.name}}
-    started = time.perf_counter()
-    result: dict[str, Any] = {"delivered": False, "http_status": None, "error": None}
-    try:
-        result["http_status"] = Senders(state.settings, state.clock).send(
-            channel, alert_uuid, payload)
-        result.update(delivered=True, outcome="delivered")
-    except TransientError as error:
-        result.update(outcome="transient_error", error=str(error), http_status=error.http_status)
-    except PermanentDeliveryError as error:
-        result.update(outcome="permanent_error", error=str(error),
-                      http_status=error.http_status)
-    result["duration_ms"] = int((time.perf_counter() - started) * 1000)
-    return result
+    attempt = runtime.transports.attempt(Destination.of(channel), alert_uuid, payload)
+    if attempt.unexpected is not None:
+        record_error(attempt.unexpected, 500)
+    return {"delivered": attempt.delivered, "outcome": attempt.outcome,
+            "http_status": attempt.http_status, "error": attempt.error,
+            "duration_ms": int(attempt.duration_seconds * 1000)}

@@ -1,12 +1,15 @@
 """Flask CLI commands: `flask api-key create|list|revoke`, `flask monitor`."""
 from __future__ import annotations
 
+import signal
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from auth import create_api_key, list_api_keys, revoke_api_key
-from config import runtime
+from background import Background
+from runtime import current_runtime
 from utils.clock import utc_iso
 
 api_key_cli = AppGroup("api-key", help="Manage API keys of the management API.")
@@ -17,7 +20,7 @@ api_key_cli = AppGroup("api-key", help="Manage API keys of the management API.")
 @click.argument("name")
 def create_api_key_command(name: str, read_only: bool) -> None:
     """Create an API key; the key is printed once, alone on the last line."""
-    api_key, plaintext = create_api_key(name, read_only, runtime().clock.now())
+    api_key, plaintext = create_api_key(name, read_only, current_runtime().clock.now())
     access = "read-only" if read_only else "read-write"
     click.echo(f"Created {access} API key {api_key.name!r} (id {api_key.id}). "
                "Store it now; it is not shown again:")
@@ -37,7 +40,7 @@ def list_api_keys_command() -> None:
 @click.argument("prefix")
 def revoke_api_key_command(prefix: str) -> None:
     """Revoke the key whose prefix (the part after `hbm_`) is PREFIX; it stops working at once."""
-    api_key = revoke_api_key(prefix, runtime().clock.now())
+    api_key = revoke_api_key(prefix, current_runtime().clock.now())
     if api_key is None:
         raise click.ClickException(f"No active key with prefix {prefix!r}.")
     click.echo(f"Revoked API key {api_key.name!r} (id {api_key.id}).")
@@ -47,9 +50,6 @@ def revoke_api_key_command(prefix: str) -> None:
 @with_appcontext
 def monitor_command() -> None:
     """Run the monitor and alert delivery in the foreground until SIGTERM or Ctrl-C."""
-    import signal
-
-    from background import Background
     app = current_app._get_current_object()
     background = Background(app).start()
 

@@ -123,38 +123,3 @@ def _instance_secret_key() -> str:
         with os.fdopen(fd, "w") as handle:
             handle.write(key)
         return key
-
-
-@dataclasses.dataclass
-class Runtime:
-    """What one app instance holds besides Flask's own state: its settings and its clock."""
-
-    settings: Settings
-    clock: Any
-    breakers: Any = None
-    db_breaker: Any = None
-    heartbeat_spool: Any = None
-    error_spool: Any = None
-    writer: Any = None
-    request_counter: Any = None
-    rate_limits: Any = None
-    deliverer: Any = None
-    monitor: Any = None
-    background: Any = None
-
-    def shutdown(self) -> None:
-        """Stop this instance's threads: monitor and delivery, then the writers."""
-        if self.background is not None:
-            self.background.stop()  # and the deliverer
-        elif self.deliverer is not None:  # delivery driven without threads of ours (drain())
-            self.deliverer.shutdown(wait=True)
-        if self.writer is not None:
-            self.writer.stop()
-        if self.request_counter is not None:
-            self.request_counter.stop()
-
-
-def runtime() -> Runtime:
-    """The Runtime of the current Flask app."""
-    from flask import current_app
-    return current_app.extensions["hbmon"]

@@ -10,19 +10,29 @@ import hmac
 import secrets
 from typing import Any
 
-from flask import (Blueprint, Flask, Request, Response, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    Response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import select
 
 from auth import authenticate
-from config import Settings, runtime
+from config import Settings
 from database import db
 from exceptions import Forbidden, Unauthorized
 from models import Alert, ApiKey, Application, ErrorLog, Incident
 from monitoring.error_rate import current_error_rate
 from monitoring.health import check_dependencies
 from monitoring.scrubbing import scrub_text
+from runtime import current_runtime
 
 dashboard_bp = Blueprint("dashboard", __name__)
 
@@ -117,7 +127,8 @@ def _template_helpers() -> dict[str, Any]:
 def index():
     if signed_in_key() is None:
         return redirect(url_for("dashboard.login"))
-    settings, now = runtime().settings, runtime().clock.now()
+    runtime = current_runtime()
+    settings, now = runtime.settings, runtime.clock.now()
     overview = dashboard_overview(settings, now)
     db.session.rollback()
     return render_template("dashboard.html", now=now, age=age,

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import select
 
+import psycopg2
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from psycopg2 import extensions as pg_extensions
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
@@ -35,6 +38,10 @@ class UTCDateTime(TypeDecorator):
 
     impl = DateTime
     cache_ok = True
+
+    @property
+    def python_type(self) -> type:
+        return dt.datetime
 
     def process_bind_param(self, value, dialect):
         return naive_utc(value)
@@ -99,19 +106,14 @@ def install_io_timeout(seconds: float) -> None:
     answering. With a wait callback, libpq runs non-blocking and we select() with a timeout;
     the error raised reads as a lost connection, so SQLAlchemy invalidates the connection.
     """
-    import select
-
-    import psycopg2
-    from psycopg2 import extensions
-
     def wait_with_timeout(connection) -> None:
         while True:
             state = connection.poll()
-            if state == extensions.POLL_OK:
+            if state == pg_extensions.POLL_OK:
                 return
-            if state == extensions.POLL_READ:
+            if state == pg_extensions.POLL_READ:
                 ready = select.select([connection.fileno()], [], [], seconds)[0]
-            elif state == extensions.POLL_WRITE:
+            elif state == pg_extensions.POLL_WRITE:
                 ready = select.select([], [connection.fileno()], [], seconds)[1]
             else:
                 raise psycopg2.OperationalError(f"bad poll state: {state}")
@@ -119,4 +121,4 @@ def install_io_timeout(seconds: float) -> None:
                 raise psycopg2.OperationalError(
                     f"could not receive data from server: no answer in {seconds:g} s")
 
-    extensions.set_wait_callback(wait_with_timeout)
+    pg_extensions.set_wait_callback(wait_with_timeout)

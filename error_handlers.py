@@ -10,10 +10,10 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 import exceptions as errors
-from config import runtime
 from database import is_connection_error
 from monitoring.error_tracking import record_error
 from monitoring.sentry import report_exception
+from runtime import current_runtime
 from utils.clock import utc_iso
 from utils.request_id import current_request_id
 
@@ -40,7 +40,7 @@ def error_response(error: errors.AppError) -> Response:
         "code": error.code,
         "message": error.message,
         "details": error.details,
-        "timestamp": utc_iso(runtime().clock.now()),
+        "timestamp": utc_iso(current_runtime().clock.now()),
         "request_id": current_request_id(),
     }}
     response = jsonify(body)
@@ -111,7 +111,7 @@ def handle_unexpected(error: Exception) -> Response:
         return error_response(errors.Conflict("The resource was changed concurrently or exists."))
     if is_connection_error(error):
         log.warning("database unavailable: %s", type(error).__name__)
-        runtime().db_breaker.record_failure(error)
+        current_runtime().db_breaker.record_failure(error)
         unavailable = errors.DatabaseUnavailable("The database could not be reached; retry shortly.")
         record_error(error, 503)
         return error_response(unavailable)

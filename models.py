@@ -94,6 +94,11 @@ class Heartbeat(db.Model):
     application: Mapped[Application] = relationship()
 
 
+# What ingest writes of a heartbeat (every column but the id), by column name.
+HEARTBEAT_COLUMNS = tuple(column.name for column in Heartbeat.__table__.columns
+                          if column.name != "id")
+
+
 class ApiKey(db.Model):
     """A management API key; only a hash of the secret is stored."""
 
@@ -138,7 +143,6 @@ application_channels = db.Table(
               index=True),
 )
 
-CHANNEL_KINDS = ("webhook", "slack", "email")
 ALERT_STATES = ("pending", "delivered", "failed", "dead")
 ALERT_EVENTS = ("application.down", "application.up", "service.error_rate_high", "channel.test")
 

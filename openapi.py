@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from apispec import APISpec
-from flask import Blueprint, jsonify, render_template
 from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema
 
 import schemas

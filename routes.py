@@ -1,161 +1,76 @@
 """HTTP routes: thin views that parse, call one function and serialize."""
 from __future__ import annotations
 
-import json
-import uuid as uuid_lib
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
 import alert_manager
 import applications
 import channels
 from auth import require_api_key
-from config import runtime
-from exceptions import (DatabaseUnavailable, MalformedRequest, NotFound, PayloadTooLarge,
-                        UnsupportedMediaType, ValidationFailed)
-from heartbeat_monitor import MAX_PING_MESSAGE_BYTES, Signal, kind_for_exit_code
-from schemas import (AlertDetailSchema, AlertListQuerySchema, AlertOutSchema, AlertPageSchema,
-                     ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
-                     ApplicationPageSchema, ChannelInSchema, ChannelListSchema,
-                     ChannelOutSchema, ChannelTestResultSchema, HeartbeatInSchema,
-                     HeartbeatOutSchema, HeartbeatPageSchema, IncidentPageSchema,
-                     PageQuerySchema)
+from exceptions import DatabaseUnavailable
+from ingest.signals import (
+    PING_ANSWER,
+    PING_METHODS,
+    PING_RULE,
+    PING_SIGNAL_RULE,
+    Signal,
+    ping_kind,
+    ping_message,
+    received_signal,
+)
+from runtime import current_runtime
+from schemas import (
+    AlertDetailSchema,
+    AlertListQuerySchema,
+    AlertOutSchema,
+    AlertPageSchema,
+    ApplicationInSchema,
+    ApplicationListQuerySchema,
+    ApplicationOutSchema,
+    ApplicationPageSchema,
+    ChannelInSchema,
+    ChannelListSchema,
+    ChannelOutSchema,
+    ChannelTestResultSchema,
+    HeartbeatInSchema,
+    HeartbeatOutSchema,
+    HeartbeatPageSchema,
+    IncidentPageSchema,
+    PageQuerySchema,
+)
+from utils.request_input import json_body, parse_uuid, query_args, read_body
 
 ping_bp = Blueprint("ping", __name__)
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-PING_SIGNALS = {"start": "start", "fail": "fail", "log": "log"}
-PING_RULE, PING_SIGNAL_RULE = "/ping/<uuid>", "/ping/<uuid>/<signal>"
-PING_METHODS = ["GET", "POST", "HEAD"]
-PING_ANSWER = "OK"
-MAX_JSON_DEPTH = 16
 PUBLIC_API_ENDPOINTS = {"api.create_heartbeat"}
 
 
-def parse_uuid(value: str) -> str:
-    """Canonical lower-case UUID, or 400 before any query is made."""
-    try:
-        return str(uuid_lib.UUID(value))
-    except ValueError:
-        raise MalformedRequest(f"Not a valid UUID: {value[:64]!r}")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def json_depth_exceeds(data: bytes, limit: int) -> bool:
-    """True when brackets outside strings nest deeper than `limit` (checked before parsing)."""
-    if data.count(b"[") + data.count(b"{") <= limit:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return False
-
-
-def read_body() -> bytes:
-    """The whole body, refusing more than MAX_BODY_BYTES even when no length was declared."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    # A declared length was checked before the view; with neither a length nor a server-framed
-    # (chunked) body, there is no body to read.
-    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
-        return request.get_data(cache=True)
-    stream, parts, size = request.input_stream, [], 0
-    while size <= limit:
-        chunk = stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-        size += len(chunk)
-    raise PayloadTooLarge(f"Bodies may be at most {limit} bytes.")
-
-
-def json_body(*, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (strict: no NaN or Infinity)."""
-    data = read_body()
-    if not data.strip():
-        if allow_empty:
-            return {}
-        raise MalformedRequest("A JSON object body is required.")
-    if not request.is_json:
-        raise UnsupportedMediaType(f"Got Content-Type: {request.mimetype or 'none'}")
-    if json_depth_exceeds(data, MAX_JSON_DEPTH):
-        raise MalformedRequest(f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
-    try:
-        value = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise MalformedRequest("The body is not valid JSON.")
-    if not isinstance(value, dict):
-        raise MalformedRequest("The JSON body must be an object.")
-    return value
-
-
-def query_args(schema) -> dict[str, Any]:
-    return schema.load(request.args.to_dict())
-
-
-def storable_text(text: str) -> str:
-    """Text as PostgreSQL can store it: a NUL character becomes U+FFFD."""
-    return text.replace("\x00", "\ufffd")
-
-
-def received_signal(kind: str, *, received_at, remote_addr: str | None, user_agent: str,
-                    **fields: Any) -> Signal:
-    """A heartbeat as a client sent it, its user agent as it can be stored."""
-    return Signal(kind=kind, received_at=received_at, remote_addr=remote_addr,
-                  user_agent=storable_text(user_agent)[:300] or None, **fields)
+def _now():
+    return current_runtime().clock.now()
 
 
 def _client_signal(kind: str, **fields: Any) -> Signal:
-    return received_signal(kind, received_at=runtime().clock.now(),
+    return received_signal(kind, received_at=_now(),
                            remote_addr=request.remote_addr,
                            user_agent=request.user_agent.string or "", **fields)
 
 
 # --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
 
-def ping_kind(signal: str | None) -> tuple[str, int | None]:
-    """(kind, exit code) for the last part of a ping URL: none, start/fail/log or 0-255."""
-    if signal is None:
-        return "ok", None
-    if signal in PING_SIGNALS:
-        return PING_SIGNALS[signal], None
-    if signal.isascii() and signal.isdigit() and len(signal) <= 3:
-        exit_code = int(signal)
-        if exit_code > 255:
-            raise ValidationFailed({"exit_code": ["Must be between 0 and 255."]})
-        return kind_for_exit_code(exit_code), exit_code
-    raise NotFound(f"Unknown ping signal: {signal[:32]!r}")
-
-
 @ping_bp.route(PING_RULE, methods=PING_METHODS)
 @ping_bp.route(PING_SIGNAL_RULE, methods=PING_METHODS)
 def ping(uuid: str, signal: str | None = None) -> Response:
-    """Pings with a body or a query (and every refused ping); ping_fast_path.py takes the rest."""
+    """Pings with a body or a query, and malformed ones; ingest/fast_path.py takes the rest."""
     application_uuid = parse_uuid(uuid)
     kind, exit_code = ping_kind(signal)
     rid = request.args.get("rid")
     if rid is not None:
         rid = parse_uuid(rid)
-    message = storable_text(read_body()[:MAX_PING_MESSAGE_BYTES].decode("utf-8", errors="replace"))
-    runtime().writer.accept(application_uuid, _client_signal(
-        kind, exit_code=exit_code, rid=rid, message=message))
+    current_runtime().writer.accept(application_uuid, _client_signal(
+        kind, exit_code=exit_code, rid=rid, message=ping_message(read_body())))
     return Response(PING_ANSWER, status=200, mimetype="text/plain")
 
 
@@ -164,10 +79,10 @@ def create_heartbeat(uuid: str):
     application_uuid = parse_uuid(uuid)
     fields = HeartbeatInSchema().load(json_body(allow_empty=True))
     kind = fields.pop("status")
-    accepted = runtime().writer.accept(application_uuid, _client_signal(
+    accepted = current_runtime().writer.accept(application_uuid, _client_signal(
         kind, source="api", message=fields.get("message", ""),
         duration_ms=fields.get("duration_ms"), exit_code=fields.get("exit_code"),
-        metadata=fields.get("metadata")))
+        metadata_json=fields.get("metadata")))
     return HeartbeatOutSchema().dump(accepted.heartbeat), 202
 
 
@@ -178,7 +93,7 @@ def _authenticate() -> None:
     if request.endpoint in PUBLIC_API_ENDPOINTS:
         return
     # While the database is known to be down, answer at once instead of waiting on it.
-    if not runtime().db_breaker.allow():
+    if not current_runtime().db_breaker.allow():
         raise DatabaseUnavailable("The database could not be reached; retry shortly.")
     g.database_probe = True
     require_api_key()
@@ -195,7 +110,7 @@ def list_applications():
 @api_bp.post("/applications")
 def create_application():
     fields = ApplicationInSchema().load(json_body())
-    application = applications.create_application(fields, runtime().clock.now())
+    application = applications.create_application(fields, _now())
     return ApplicationOutSchema().dump(application), 201
 
 
@@ -208,7 +123,7 @@ def get_application(uuid: str):
 def update_application(uuid: str):
     application_uuid = parse_uuid(uuid)
     fields = ApplicationInSchema(partial=True).load(json_body())
-    application = applications.update_application(application_uuid, fields, runtime().clock.now())
+    application = applications.update_application(application_uuid, fields, _now())
     return ApplicationOutSchema().dump(application)
 
 
@@ -220,13 +135,13 @@ def delete_application(uuid: str):
 
 @api_bp.post("/applications/<uuid>/pause")
 def pause_application(uuid: str):
-    application = applications.pause_application(parse_uuid(uuid), runtime().clock.now())
+    application = applications.pause_application(parse_uuid(uuid), _now())
     return ApplicationOutSchema().dump(application)
 
 
 @api_bp.post("/applications/<uuid>/resume")
 def resume_application(uuid: str):
-    application = applications.resume_application(parse_uuid(uuid), runtime().clock.now())
+    application = applications.resume_application(parse_uuid(uuid), _now())
     return ApplicationOutSchema().dump(application)
 
 
@@ -254,7 +169,7 @@ def list_channels():
 @api_bp.post("/channels")
 def create_channel():
     fields = ChannelInSchema().load(json_body())
-    channel = channels.create_channel(fields, runtime().clock.now())
+    channel = channels.create_channel(fields, _now())
     return ChannelOutSchema().dump(channel), 201
 
 
@@ -266,7 +181,7 @@ def get_channel(channel_id: int):
 @api_bp.patch("/channels/<int:channel_id>")
 def update_channel(channel_id: int):
     fields = ChannelInSchema(partial=True).load(json_body())
-    channel = channels.update_channel(channel_id, fields, runtime().clock.now())
+    channel = channels.update_channel(channel_id, fields, _now())
     return ChannelOutSchema().dump(channel)
 
 
@@ -298,8 +213,8 @@ def get_alert(alert_id: int):
 
 @api_bp.post("/alerts/<int:alert_id>/retry")
 def retry_alert(alert_id: int):
-    state = runtime()
-    alert = alert_manager.retry_alert(alert_id, state.clock.now(),
-                                      state.settings.ALERT_MAX_AGE_SECONDS)
-    state.deliverer.wake()
+    runtime = current_runtime()
+    alert = alert_manager.retry_alert(alert_id, runtime.clock.now(),
+                                      runtime.settings.ALERT_MAX_AGE_SECONDS)
+    runtime.deliverer.wake()
     return AlertOutSchema().dump(alert)

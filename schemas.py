@@ -9,9 +9,10 @@ from croniter import CroniterBadDateError, croniter
 from flask import url_for
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from config import runtime
-from models import ALERT_STATES, CHANNEL_KINDS, HEARTBEAT_KINDS, STATUSES
+from models import ALERT_STATES, HEARTBEAT_KINDS, STATUSES
 from monitoring.scrubbing import scrub_text
+from runtime import current_runtime
+from transports import CHANNEL_KINDS
 from utils.clock import utc_iso
 
 MAX_METADATA_BYTES = 8 * 1024
@@ -147,7 +148,7 @@ class ApplicationOutSchema(Schema):
         return sorted(channel.id for channel in getattr(application, "channels", []))
 
     def _ping_url(self, application) -> str:
-        base = runtime().settings.PUBLIC_BASE_URL.rstrip("/")
+        base = current_runtime().settings.PUBLIC_BASE_URL.rstrip("/")
         if base:
             return f"{base}/ping/{application.uuid}"
         return url_for("ping.ping", uuid=application.uuid, _external=True)
@@ -157,12 +158,12 @@ class ApplicationListQuerySchema(InputSchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     tag = fields.String(validate=validate.Regexp(TAG_PATTERN))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = fields.String(metadata={"description": "next_cursor of the previous page."})
 
 
 class PageQuerySchema(InputSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = fields.String(metadata={"description": "next_cursor of the previous page."})
 
 
 def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
@@ -183,7 +184,7 @@ class ErrorListQuerySchema(InputSchema):
     since = fields.AwareDateTime(default_timezone=dt.timezone.utc)
     until = fields.AwareDateTime(default_timezone=dt.timezone.utc)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = fields.String(metadata={"description": "next_cursor of the previous page."})
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
 
 

@@ -13,7 +13,8 @@ import tenacity
 from circuitbreaker import CircuitBreakerError, circuit
 
 from common import machine, report
-from utils.circuit_breaker import Breaker, TransientError
+from transports import DeliveryError, is_breaker_failure, transient
+from utils.circuit_breaker import Breaker
 from utils.retry import call_with_retries
 
 REPEATS = 7
@@ -24,27 +25,28 @@ def succeed() -> int:
 
 
 def fail() -> int:
-    raise TransientError("down")
+    raise transient("down")
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(error, TransientError)
+    return is_breaker_failure(error)
 
 
 def main() -> bool:
     seconds = lambda: 1000.0  # noqa: E731  (a clock that stands still)
-    breaker = Breaker("bench", failure_threshold=5, recovery_seconds=30, seconds=seconds)
+    breaker = Breaker("bench", failure_threshold=5, recovery_seconds=30, seconds=seconds,
+                      is_failure=is_breaker_failure)
     open_breaker = Breaker("bench-open", failure_threshold=1, recovery_seconds=30,
-                           seconds=seconds)
-    open_breaker.record_failure(TransientError("down"))
+                           seconds=seconds, is_failure=is_breaker_failure)
+    open_breaker.record_failure(transient("down"))
     package_breaker = circuit(failure_threshold=5, recovery_timeout=30,
-                              expected_exception=TransientError)
+                              expected_exception=DeliveryError)
     package_decorated = package_breaker(succeed)
     package_open = circuit(failure_threshold=1, recovery_timeout=30,
-                           expected_exception=TransientError)(fail)
+                           expected_exception=DeliveryError)(fail)
     try:
         package_open()
-    except TransientError:
+    except DeliveryError:
         pass
     ours_decorated = breaker(succeed)
     tenacity_decorated = tenacity.retry(stop=tenacity.stop_after_attempt(3),

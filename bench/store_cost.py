@@ -41,7 +41,7 @@ def main() -> None:
         uuids = create_applications(database_url, 200)
         from app import create_app
         from database import db
-        from heartbeat_store import PostgresHeartbeatStore
+        from ingest.pg_store import PostgresHeartbeatStore
         from routes import received_signal
         app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
                           "LOG_LEVEL": "WARNING"})

@@ -1,9 +1,10 @@
-"""The service's own error rate: requests and 5xx answers over a sliding window, and its alert.
+"""The service's own error rate: requests and 5xx answers over a sliding window.
 
 Every serving process counts its requests in memory and adds them to its own row of
 `request_counts` per time bucket every FLUSH_SECONDS (and before it measures): no database
 work on the request path, no contention between workers. The rate sums the buckets of the
-window, so every worker, every instance and the monitor see the same numbers.
+window, so every worker, every instance and the monitor see the same numbers. The alert raised
+when it is high is operator_alerts.py's.
 """
 from __future__ import annotations
 
@@ -16,19 +17,17 @@ import socket
 import threading
 
 from flask import Flask
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from config import Settings, runtime
+from config import Settings
 from database import db
-from models import Alert, Channel, RequestCount, ServiceState
-from utils.clock import utc_iso
+from models import RequestCount
+from runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
 BUCKET_SECONDS = 10
-ALERT_EVENT = "service.error_rate_high"
-COOLDOWN_KEY = "error_rate_alert"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,13 +144,13 @@ def _add_counts(pending: dict[dt.datetime, list[int]]) -> None:
 
 def current_error_rate(now: dt.datetime, settings: Settings | None = None) -> ErrorRate:
     """The error rate including this process's counts not yet flushed."""
-    runtime().request_counter.flush()
+    current_runtime().request_counter.flush()
     return measure_error_rate(now, settings)
 
 
 def measure_error_rate(now: dt.datetime, settings: Settings | None = None) -> ErrorRate:
     """The error rate over the window ending at `now`."""
-    settings = settings or runtime().settings
+    settings = settings or current_runtime().settings
     window_start = bucket_start(now - dt.timedelta(seconds=settings.ERROR_RATE_WINDOW_SECONDS))
     requests, errors = db.session.execute(
         select(func.coalesce(func.sum(RequestCount.requests), 0),
@@ -164,57 +163,9 @@ def measure_error_rate(now: dt.datetime, settings: Settings | None = None) -> Er
                      min_requests=settings.ERROR_RATE_MIN_REQUESTS, measured_at=now)
 
 
-def check_error_rate(now: dt.datetime) -> list[Alert]:
-    """Called each monitor tick: when the rate is high, queue one alert per operator channel.
-
-    At most once per ERROR_RATE_COOLDOWN_SECONDS across all processes: the right to send is
-    taken with a compare-and-set on `service_state`, in the same transaction as the alerts.
-    Returns the alerts written (none when the rate is normal or the cooldown holds).
-    """
-    # alert_manager records its failures in the error log, which reports this module's rate.
-    from alert_manager import enqueue_alert  # noqa: PLC0415 (breaks the import cycle)
-
-    settings = runtime().settings
-    runtime().request_counter.flush()  # before this transaction takes any write lock
-    measured = measure_error_rate(now, settings)
-    db.session.commit()
-    if not measured.is_high:
-        return []
-    if not _take_cooldown(now, measured, settings):
-        db.session.rollback()
-        return []
-    details = {"error_rate": round(measured.rate, 6), "window_seconds": measured.window_seconds,
-               "requests": measured.requests, "errors": measured.errors}
-    alerts = [enqueue_alert(channel, ALERT_EVENT, details, None, None, now,
-                            settings.ALERT_MAX_AGE_SECONDS)
-              for channel in db.session.execute(select(Channel).where(
-                  Channel.is_operator.is_(True)).order_by(Channel.id)).scalars()]
-    db.session.commit()
-    log.warning("error rate %.1f%% over %ss (%d of %d requests): %d operator alerts queued",
-                measured.rate * 100, measured.window_seconds, measured.errors,
-                measured.requests, len(alerts))
-    return alerts
-
-
-def _take_cooldown(now: dt.datetime, measured: ErrorRate, settings: Settings) -> bool:
-    """Claim the alert for this cooldown period; False when another process already has."""
-    value = {"last_sent_at": utc_iso(now), "error_rate": round(measured.rate, 6)}
-    module = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    claimed = db.session.execute(
-        module.insert(ServiceState).values(key=COOLDOWN_KEY, value=value, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["key"])).rowcount
-    if claimed:
-        return True
-    cooled_down_before = now - dt.timedelta(seconds=settings.ERROR_RATE_COOLDOWN_SECONDS)
-    return db.session.execute(
-        update(ServiceState)
-        .where(ServiceState.key == COOLDOWN_KEY, ServiceState.updated_at <= cooled_down_before)
-        .values(value=value, updated_at=now)).rowcount == 1
-
-
 def prune_request_counts(now: dt.datetime, settings: Settings | None = None) -> int:
     """Delete buckets that have left every window; returns how many rows went."""
-    settings = settings or runtime().settings
+    settings = settings or current_runtime().settings
     oldest_kept = bucket_start(now - dt.timedelta(seconds=2 * settings.ERROR_RATE_WINDOW_SECONDS))
     result = db.session.execute(delete(RequestCount).where(RequestCount.bucket_start < oldest_kept))
     db.session.commit()

@@ -13,15 +13,15 @@ from flask import has_request_context, request
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from config import runtime
 from database import db
-from exceptions import ErrorNotFound, ValidationFailed
+from exceptions import ErrorNotFound
 from models import ErrorLog
 from monitoring import metrics
 from monitoring.error_rate import current_error_rate
 from monitoring.scrubbing import scrub_text
+from runtime import current_runtime
 from utils.clock import utc_iso
-from utils.pagination import decode_cursor, encode_cursor
+from utils.pagination import paginate
 from utils.request_id import current_request_id
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,12 @@ def record_error(error: BaseException, status_code: int) -> None:
     """
     try:
         record = describe_error(error, status_code)
-        now = runtime().clock.now()
+        now = current_runtime().clock.now()
     except Exception:
         log.warning("could not describe error", exc_info=True)
         return
     metrics.ERRORS_LOGGED.labels(error_type=record["error_type"]).inc()
-    if runtime().db_breaker.state == "closed":
+    if current_runtime().db_breaker.state == "closed":
         try:
             store_error(record, now)
             return
@@ -100,7 +100,7 @@ def record_error(error: BaseException, status_code: int) -> None:
             log.warning("error log unavailable (%s); spooling the record",
                         type(store_failure).__name__)
     try:
-        runtime().error_spool.append({**record, "seen_at": now.isoformat()})
+        current_runtime().error_spool.append({**record, "seen_at": now.isoformat()})
     except Exception:
         log.warning("could not spool error record", exc_info=True)
 
@@ -139,15 +139,8 @@ def list_errors(error_type: str | None = None, resolved: bool | None = None,
                 since: dt.datetime | None = None, until: dt.datetime | None = None,
                 limit: int = 50, cursor: str | None = None) -> tuple[list[ErrorLog], str | None]:
     """One page of error records, newest first, and the cursor of the next page."""
-    query = _filtered(error_type, resolved, since, until).order_by(ErrorLog.id.desc())
-    if cursor:
-        (before_id,) = decode_cursor(cursor, 1)
-        if not isinstance(before_id, int):
-            raise ValidationFailed({"cursor": ["Invalid cursor."]})
-        query = query.where(ErrorLog.id < before_id)
-    rows = list(db.session.execute(query.limit(limit + 1)).scalars())
-    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return paginate(_filtered(error_type, resolved, since, until), [ErrorLog.id], limit, cursor,
+                    scope="errors")
 
 
 def get_error(error_id: int) -> ErrorLog:
@@ -216,7 +209,7 @@ def _csv_row(error: ErrorLog) -> Iterable[Any]:
 
 def prune_resolved_errors(now: dt.datetime) -> int:
     """Delete resolved records resolved more than ERROR_RETENTION_DAYS ago; returns the count."""
-    cutoff = now - dt.timedelta(days=runtime().settings.ERROR_RETENTION_DAYS)
+    cutoff = now - dt.timedelta(days=current_runtime().settings.ERROR_RETENTION_DAYS)
     result = db.session.execute(delete(ErrorLog).where(
         ErrorLog.resolved.is_(True), ErrorLog.resolved_at < cutoff))
     db.session.commit()

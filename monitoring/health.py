@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
-from config import Settings, runtime
+from config import Settings
 from database import db
 from monitoring.error_rate import current_error_rate
+from runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def dependency(name: str, kind: str, healthy: bool, state: str,
 
 
 def check_database() -> dict[str, Any]:
-    breaker = runtime().db_breaker
+    breaker = current_runtime().db_breaker
     if breaker.state == "open":  # known down: answer now rather than wait on it again
         return dependency("database", "database", False, "unavailable",
                           f"unreachable; next try in {max(breaker.open_remaining, 0):.1f} s")
@@ -47,9 +48,9 @@ def check_database() -> dict[str, Any]:
 
 def check_spool(spool_dir: str) -> dict[str, Any]:
     """The spool is healthy when a file can be created in it (heartbeats can be kept)."""
-    state = runtime()
-    depth = {"heartbeats_bytes": state.heartbeat_spool.depth_bytes(),
-             "errors_bytes": state.error_spool.depth_bytes()}
+    runtime = current_runtime()
+    depth = {"heartbeats_bytes": runtime.heartbeat_spool.depth_bytes(),
+             "errors_bytes": runtime.error_spool.depth_bytes()}
     try:
         os.makedirs(spool_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=spool_dir):
@@ -76,23 +77,10 @@ def check_smtp(smtp_url: str) -> dict[str, Any]:
     return dependency("smtp", "smtp", True, "ok", f"{host}:{port}")
 
 
-def breaker_states() -> dict[str, str]:
-    """State of each channel's circuit breaker in this process (closed, open, half_open).
-
-    Read from the delivery's BreakerRegistry (utils/circuit_breaker.py); breakers exist once a
-    channel has been used, in the process that delivers alerts.
-    """
-    breakers = runtime().breakers
-    if breakers is None:
-        return {}
-    return {entry["name"]: entry["state"] for entry in breakers.snapshot()}
-
-
 def check_dependencies(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """One entry per dependency; never raises."""
     entries = [check_database(), check_spool(settings.SPOOL_DIR), check_smtp(settings.SMTP_URL)]
-    breakers = runtime().breakers
-    for entry in breakers.snapshot() if breakers is not None else []:
+    for entry in current_runtime().breakers.snapshot():
         opened_at = entry["opened_at"]
         entries.append(dependency(
             entry["name"], "circuit_breaker", entry["state"] == "closed", entry["state"],

@@ -5,8 +5,8 @@ import logging
 
 from flask import Flask, Response, request
 
-from config import Runtime, runtime
 from monitoring import metrics
+from runtime import Runtime, current_runtime
 
 log = logging.getLogger(__name__)
 
@@ -16,12 +16,12 @@ NOT_COUNTED_FOR_ERROR_RATE = {"monitoring.metrics", "monitoring.health",
                               "monitoring.health_dependencies"}
 
 
-def count_response(state: Runtime, method: str, route: str, endpoint: str | None,
+def count_response(runtime: Runtime, method: str, route: str, endpoint: str | None,
                    status: int) -> None:
     """Count one response by method, URL rule (not raw path) and status."""
     metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
     if endpoint not in NOT_COUNTED_FOR_ERROR_RATE:
-        state.request_counter.count(state.clock.now(), status >= 500)
+        runtime.request_counter.count(runtime.clock.now(), status >= 500)
 
 
 def instrument_requests(app: Flask) -> None:
@@ -30,5 +30,5 @@ def instrument_requests(app: Flask) -> None:
     @app.after_request
     def _count_response(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
-        count_response(runtime(), request.method, route, request.endpoint, response.status_code)
+        count_response(current_runtime(), request.method, route, request.endpoint, response.status_code)
         return response

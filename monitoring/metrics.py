@@ -16,6 +16,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY
 from sqlalchemy import func, select
 
+from database import db
+from models import ALERT_STATES, STATUSES, Alert, Application
+from runtime import current_runtime
+
 HTTP_REQUESTS = Counter("hbmon_http_requests", "HTTP requests served",
                         ["method", "route", "status"])
 HEARTBEATS = Counter("hbmon_heartbeats", "Heartbeats received", ["kind"])
@@ -40,11 +44,6 @@ class StoredStateCollector:
     """hbmon_applications{status}, hbmon_alerts{state}, hbmon_circuit_breaker_state{channel}."""
 
     def collect(self):
-        from database import db  # noqa: PLC0415 (keeps this module free of the app's imports)
-        from models import ALERT_STATES, STATUSES, Alert, Application
-        from monitoring.health import breaker_states
-        from utils.circuit_breaker import STATE_CODES
-
         applications = GaugeMetricFamily("hbmon_applications", "Applications per status",
                                          labels=["status"])
         counts = dict(db.session.execute(
@@ -60,8 +59,9 @@ class StoredStateCollector:
         breakers = GaugeMetricFamily("hbmon_circuit_breaker_state",
                                      "Circuit breaker per channel: 0 closed, 1 open, 2 half-open",
                                      labels=["channel"])
-        for name, state in sorted(breaker_states().items()):
-            breakers.add_metric([name.removeprefix("channel:")], STATE_CODES[state])
+        for breaker in current_runtime().breakers.snapshot():
+            breakers.add_metric([breaker["name"].removeprefix("channel:")],
+                                breaker["state_code"])
         return [applications, alerts, breakers]
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from auth import require_api_key
-from config import runtime
 from monitoring import error_tracking
 from monitoring.health import check_dependencies, service_health
 from monitoring.metrics import render_metrics
-from schemas import (DependenciesSchema, ErrorListQuerySchema, ErrorLogDetailSchema,
-                     ErrorLogPageSchema, ErrorStatsSchema, HealthSchema)
+from runtime import current_runtime
+from schemas import (
+    DependenciesSchema,
+    ErrorListQuerySchema,
+    ErrorLogDetailSchema,
+    ErrorLogPageSchema,
+    ErrorStatsSchema,
+    HealthSchema,
+)
 
 errors_bp = Blueprint("errors", __name__, url_prefix="/api/v1/errors")
 monitoring_bp = Blueprint("monitoring", __name__)
@@ -36,7 +42,7 @@ def list_errors():
 
 @errors_bp.get("/stats")
 def error_stats():
-    return ErrorStatsSchema().dump(error_tracking.error_stats(runtime().clock.now()))
+    return ErrorStatsSchema().dump(error_tracking.error_stats(current_runtime().clock.now()))
 
 
 @errors_bp.get("/<int:error_id>")
@@ -46,23 +52,23 @@ def get_error(error_id: int):
 
 @errors_bp.post("/<int:error_id>/resolve")
 def resolve_error(error_id: int):
-    error = error_tracking.resolve_error(error_id, runtime().clock.now())
+    error = error_tracking.resolve_error(error_id, current_runtime().clock.now())
     return ErrorLogDetailSchema().dump(error)
 
 
 @monitoring_bp.get("/metrics")
 def metrics():
-    body = render_metrics(runtime().settings.PROMETHEUS_MULTIPROC_DIR)
+    body = render_metrics(current_runtime().settings.PROMETHEUS_MULTIPROC_DIR)
     return Response(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
 
 @monitoring_bp.get("/health")
 def health():
-    report = service_health(runtime().settings, runtime().clock.now())
+    report = service_health(current_runtime().settings, current_runtime().clock.now())
     return HealthSchema().dump(report), 503 if report["status"] == "down" else 200
 
 
 @monitoring_bp.get("/health/dependencies")
 def health_dependencies():
-    report = check_dependencies(runtime().settings, runtime().clock.now())
+    report = check_dependencies(current_runtime().settings, current_runtime().clock.now())
     return DependenciesSchema().dump(report)

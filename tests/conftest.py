@@ -153,10 +153,22 @@ def app_config(database_url, clock, tmp_path) -> dict:
 
 
 @pytest.fixture
-def app(app_config):
-    application = create_app(app_config)
-    yield application
-    close_app(application)
+def make_app(app_config):
+    """Builds apps on this test's database, `app_config` with overrides; closes each after."""
+    made = []
+
+    def build(**overrides):
+        application = create_app({**app_config, **overrides})
+        made.append(application)
+        return application
+    yield build
+    for application in reversed(made):
+        close_app(application)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 def close_app(application) -> None:
@@ -186,10 +198,31 @@ class LiveServer:
 
 
 @pytest.fixture
-def server(app):
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
+def serve():
+    """Serves apps over real HTTP; every server is stopped after the test."""
+    started = []
+
+    def start(application) -> LiveServer:
+        live = LiveServer(application).start()
+        started.append(live)
+        return live
+    yield start
+    for live in started:
+        live.stop()
+
+
+@pytest.fixture
+def served_app(make_app, serve):
+    """An app with settings overridden, served: `app, live = served_app(PING_RATE_LIMIT=...)`."""
+    def start(**overrides):
+        application = make_app(**overrides)
+        return application, serve(application)
+    return start
+
+
+@pytest.fixture
+def server(app, serve):
+    return serve(app)
 
 
 class Client:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import requests
 
@@ -29,3 +30,14 @@ def assert_envelope(response: requests.Response, status: int, code: str) -> dict
 def assert_no_leak(text: str) -> None:
     for marker in LEAK_MARKERS:
         assert marker not in text, f"response leaks {marker!r}: {text[:300]}"
+
+
+def wait_until(condition, timeout_seconds: float = 10.0, interval_seconds: float = 0.02,
+               message: str = "") -> float:
+    """Poll `condition` until it holds; returns the seconds that took. Fails after the timeout."""
+    started = time.monotonic()
+    while not condition():
+        waited = time.monotonic() - started
+        assert waited < timeout_seconds, message or f"not true within {timeout_seconds:g} s"
+        time.sleep(interval_seconds)
+    return time.monotonic() - started

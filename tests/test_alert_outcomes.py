@@ -6,10 +6,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
-from alert_manager import Outcome, enqueue_alert, write_outcomes, write_outcomes_postgres
 from channels import create_channel
 from database import db
+from delivery_outcomes import Outcome, write_outcomes, write_outcomes_postgres
 from models import Alert, DeliveryAttempt
+from outbox import enqueue_alert
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 

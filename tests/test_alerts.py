@@ -6,11 +6,18 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 
 import pytest
 
-from tests.helpers import assert_envelope
+from applications import create_application
+from channels import create_channel
+from config import Settings
+from ingest.orm_store import record_heartbeat
+from ingest.signals import Signal
+from tests.conftest import Client, close_app, make_key
+from tests.faults import free_port
+from tests.helpers import assert_envelope, wait_until
+from transports import Attempt, Destination, Transports
 
 
 def make_channel(api, **fields) -> dict:
@@ -88,28 +95,23 @@ def test_recovery_sends_application_up_to_the_same_channels(api, anonymous, sink
 
 def test_slack_channel_gets_a_readable_message(api, anonymous, sink, runtime):
     channel = make_channel(api, name="slack", kind="slack", url=sink.url)
-    assert "/hook" not in channel["url"] or channel["url"].endswith("hook")
+    host = sink.url.split("/")[2]
+    assert channel["url"] == f"http://{host}/…hook"  # the webhook URL is itself a secret
     app = watched_application(api, anonymous, [channel["id"]])
     anonymous.get(f"/ping/{app['uuid']}/fail")
     runtime.deliverer.drain()
     assert sink.received[0]["json"]["text"] == "payroll is DOWN (failed)"
 
 
-def test_email_alert_reaches_a_real_smtp_server(app_config, smtp_sink, clock):
-    from app import create_app
-    from tests.conftest import Client, LiveServer, make_key
-    application = create_app({**app_config, "SMTP_URL": smtp_sink.url,
-                              "SMTP_FROM": "monitor@example.test"})
-    live = LiveServer(application).start()
-    try:
-        api = Client(live.url, make_key(application))
-        channel = make_channel(api, name="mail", kind="email",
-                               addresses=["oncall@example.test", "boss@example.test"])
-        app = watched_application(api, Client(live.url), [channel["id"]])
-        Client(live.url).get(f"/ping/{app['uuid']}/fail")
-        application.extensions["hbmon"].deliverer.drain()
-    finally:
-        live.stop()
+def test_email_alert_reaches_a_real_smtp_server(make_app, serve, smtp_sink):
+    application = make_app(SMTP_URL=smtp_sink.url, SMTP_FROM="monitor@example.test")
+    live = serve(application)
+    api = Client(live.url, make_key(application))
+    channel = make_channel(api, name="mail", kind="email",
+                           addresses=["oncall@example.test", "boss@example.test"])
+    app = watched_application(api, Client(live.url), [channel["id"]])
+    Client(live.url).get(f"/ping/{app['uuid']}/fail")
+    application.extensions["hbmon"].deliverer.drain()
     assert len(smtp_sink.messages) == 1
     envelope = smtp_sink.messages[0]
     assert envelope.mail_from == "monitor@example.test"
@@ -219,57 +221,42 @@ def test_breaker_opens_after_threshold_then_closes_through_one_probe(api, anonym
     assert len(sink.alert_ids()) == 8
 
 
-def test_closing_an_app_without_background_threads_stops_its_delivery_threads(app_config, sink):
-    from app import create_app
-    from tests.conftest import Client, LiveServer, close_app, make_key
-    application = create_app(app_config)  # MONITOR_ENABLED off: delivery driven by drain()
-    live = LiveServer(application).start()
-    try:
-        api, anonymous = Client(live.url, make_key(application)), Client(live.url)
-        channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
-        app = watched_application(api, anonymous, [channel["id"]])
-        anonymous.get(f"/ping/{app['uuid']}/fail")
-        deliverer = application.extensions["hbmon"].deliverer
-        deliverer.drain()
-        senders = list(deliverer._pools["webhook"]._threads)
-    finally:
-        live.stop()
-        close_app(application)
+def test_closing_an_app_without_background_threads_stops_its_delivery_threads(
+        app, api, anonymous, sink):
+    channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
+    watched = watched_application(api, anonymous, [channel["id"]])
+    anonymous.get(f"/ping/{watched['uuid']}/fail")
+    deliverer = app.extensions["hbmon"].deliverer  # MONITOR_ENABLED off: driven by drain()
+    deliverer.drain()
+    senders = list(deliverer._pools["webhook"]._threads)
+    close_app(app)
     assert len(sink.alert_ids()) == 1
     assert senders and not any(thread.is_alive() for thread in senders)
 
 
-def test_failing_channel_does_not_delay_a_healthy_one(app_config, sink, other_sink, clock):
-    from app import create_app
-    from tests.conftest import Client, LiveServer, close_app, make_key
-    application = create_app({**app_config, "ALERT_TIMEOUT_SECONDS": 3})
-    live = LiveServer(application).start()
+def test_failing_channel_does_not_delay_a_healthy_one(make_app, serve, sink, other_sink):
+    application = make_app(ALERT_TIMEOUT_SECONDS=3)
+    live = serve(application)
+    api, anonymous = Client(live.url, make_key(application)), Client(live.url)
+    sink.default = {"status": 200, "hang": 3}
+    slow = make_channel(api, name="slow", kind="webhook", url=sink.url)
+    fast = make_channel(api, name="fast", kind="webhook", url=other_sink.url)
+    for n in range(6):
+        app = watched_application(api, anonymous, [slow["id"], fast["id"]], name=f"j{n}")
+        anonymous.get(f"/ping/{app['uuid']}/fail")
+    deliverer = application.extensions["hbmon"].deliverer
+    stop = threading.Event()
+    worker = threading.Thread(target=deliverer.run, args=(stop, 0.05))
+    worker.start()
     try:
-        api, anonymous = Client(live.url, make_key(application)), Client(live.url)
-        sink.default = {"status": 200, "hang": 3}
-        slow = make_channel(api, name="slow", kind="webhook", url=sink.url)
-        fast = make_channel(api, name="fast", kind="webhook", url=other_sink.url)
-        for n in range(6):
-            app = watched_application(api, anonymous, [slow["id"], fast["id"]], name=f"j{n}")
-            anonymous.get(f"/ping/{app['uuid']}/fail")
-        deliverer = application.extensions["hbmon"].deliverer
-        started = time.monotonic()
-        stop = threading.Event()
-        worker = threading.Thread(target=deliverer.run, args=(stop, 0.05))
-        worker.start()
-        while len(other_sink.received) < 6 and time.monotonic() - started < 20:
-            time.sleep(0.02)
-        fast_done = time.monotonic() - started
+        # Six hanging deliveries to the slow channel would take 6 x 3 s in series; the healthy
+        # channel's six alerts arrive while the first slow ones are still hanging.
+        fast_done = wait_until(lambda: len(other_sink.received) >= 6, timeout_seconds=2.5)
+    finally:
         stop.set()
         deliverer.wake()
         worker.join()
-    finally:
-        live.stop()
-        close_app(application)
-    assert len(other_sink.received) == 6
-    # Six hanging deliveries to the slow channel would take 6 x 3 s in series; the healthy
-    # channel's six alerts arrive while the first slow ones are still hanging.
-    assert fast_done < 2.5, fast_done
+    assert len(other_sink.received) == 6, fast_done
 
 
 def test_channels_crud_and_test_endpoint(api, sink):
@@ -327,37 +314,36 @@ def test_an_alert_in_flight_is_not_sent_again_when_its_lease_runs_out(
         anonymous.get(f"/ping/{app['uuid']}/fail")
     deliverer = runtime.deliverer
     assert deliverer.dispatch_due() == 2  # two per channel at once
-    deadline = time.monotonic() + 10
-    while len(set(sink.alert_ids())) < 4 and time.monotonic() < deadline:
-        clock.advance(seconds=600)  # every lease runs out while the sends hang
+    def every_lease_runs_out_while_the_sends_hang() -> bool:
+        clock.advance(seconds=600)
         deliverer.dispatch_due()
-        time.sleep(0.05)
+        return len(set(sink.alert_ids())) == 4
+    wait_until(every_lease_runs_out_while_the_sends_hang, interval_seconds=0.05)
     deliverer.drain(10)
     assert sorted(collections.Counter(sink.alert_ids()).values()) == [1, 1, 1, 1]
     assert {a["state"] for a in alerts(api)} == {"delivered"}
 
 
 def test_unreachable_and_hanging_destinations_are_transient_with_their_reason(sink, clock):
-    from alert_manager import PermanentDeliveryError, Senders, Target
-    from config import Settings
-    from tests.faults import free_port
-    from utils.circuit_breaker import TransientError
-    senders = Senders(Settings.load({"ALERT_TIMEOUT_SECONDS": 0.3,
-                                     "ALLOW_PRIVATE_WEBHOOK_TARGETS": True}), clock)
+    transports = Transports(Settings.load({"ALERT_TIMEOUT_SECONDS": 0.3,
+                                           "ALLOW_PRIVATE_WEBHOOK_TARGETS": True}), clock)
 
-    def target(url: str) -> Target:
-        return Target(id=1, kind="webhook", url=url, headers=None, secret=None, addresses=None)
+    def attempt(url: str, alert_uuid: str, payload: dict) -> Attempt:
+        return transports.attempt(Destination(id=1, kind="webhook", url=url), alert_uuid, payload)
 
-    with pytest.raises(TransientError, match="^connection failed: NewConnectionError$"):
-        senders.send(target(f"http://127.0.0.1:{free_port()}/hook"), "a1", {})
+    refused = attempt(f"http://127.0.0.1:{free_port()}/hook", "a1", {})
+    assert (refused.outcome, refused.error) == ("transient_error",
+                                                "connection failed: NewConnectionError")
     sink.default = {"status": 200, "hang": 1.0}
-    with pytest.raises(TransientError, match="^timed out after 0.3 s$"):
-        senders.send(target(sink.url), "a2", {})
+    hung = attempt(sink.url, "a2", {})
+    assert (hung.outcome, hung.error) == ("transient_error", "timed out after 0.3 s")
     sink.default = {"status": 307, "headers": {"Location": "http://127.0.0.1:1/"}}
-    with pytest.raises(PermanentDeliveryError, match="redirects are not followed"):
-        senders.send(target(sink.url), "a3", {})
+    redirected = attempt(sink.url, "a3", {})
+    assert redirected.outcome == "permanent_error"
+    assert "redirects are not followed" in redirected.error
     sink.default = 200
-    assert senders.send(target(sink.url), "a4", {"event": "x"}) == 200
+    delivered = attempt(sink.url, "a4", {"event": "x"})
+    assert (delivered.outcome, delivered.http_status) == ("delivered", 200)
     assert sink.received[-1]["headers"]["User-Agent"] == "HeartbeatMonitor/1.0"
     assert sink.received[-1]["headers"]["Idempotency-Key"] == "a4"
 
@@ -383,15 +369,10 @@ def test_a_channel_deleted_while_its_alert_is_sent_does_not_hold_up_the_others(
 
 
 def test_alerts_waiting_for_a_slot_at_shutdown_go_out_at_the_next_start(
-        app_config, sink, other_sink, clock):
+        make_app, sink, other_sink, clock):
     """Given back at shutdown, not left claimed until their lease runs out."""
-    from app import create_app
-    from applications import create_application
-    from channels import create_channel
-    from heartbeat_monitor import Signal, record_heartbeat
-    from tests.conftest import close_app
-    config = {**app_config, "ALERT_CONCURRENCY_PER_KIND": 1, "ALERT_CONCURRENCY_PER_CHANNEL": 1}
-    first = create_app(config)
+    config = {"ALERT_CONCURRENCY_PER_KIND": 1, "ALERT_CONCURRENCY_PER_CHANNEL": 1}
+    first = make_app(**config)
     with first.app_context():
         sending = create_channel({"name": "a", "kind": "webhook", "url": sink.url}, clock.now())
         waiting = create_channel({"name": "b", "kind": "webhook", "url": other_sink.url},
@@ -402,17 +383,12 @@ def test_alerts_waiting_for_a_slot_at_shutdown_go_out_at_the_next_start(
             record_heartbeat(application.uuid, Signal(kind="fail", received_at=clock.now()))
     sink.default = {"status": 200, "hang": 0.5}
     deliverer = first.extensions["hbmon"].deliverer
-    try:
-        # One slot for webhooks: one channel's batch sends, the other's waits for the slot.
-        assert deliverer.dispatch_due() == 2
-        deliverer.shutdown()  # at once: the waiting batch never gets the slot
-    finally:
-        close_app(first)
+    # One slot for webhooks: one channel's batch sends, the other's waits for the slot.
+    assert deliverer.dispatch_due() == 2
+    deliverer.shutdown()  # at once: the waiting batch never gets the slot
+    close_app(first)
     assert other_sink.received == []
-    second = create_app(config)  # the clock has not moved: every lease still runs
-    try:
-        second.extensions["hbmon"].deliverer.drain(10)
-    finally:
-        close_app(second)
+    second = make_app(**config)  # the clock has not moved: every lease still runs
+    second.extensions["hbmon"].deliverer.drain(10)
     assert sorted(collections.Counter(sink.alert_ids()).values()) == [1, 1]
     assert sorted(collections.Counter(other_sink.alert_ids()).values()) == [1, 1]

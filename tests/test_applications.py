@@ -74,11 +74,6 @@ def test_list_pages_through_every_application_once(api):
     assert pages == 3
 
 
-def test_bad_cursor_is_a_validation_error(api):
-    error = assert_envelope(api.get("/api/v1/applications?cursor=%%%"), 422, "VALIDATION_ERROR")
-    assert "cursor" in error["details"]
-
-
 def test_patch_changes_schedule_and_recomputes_deadline(api, anonymous, application):
     anonymous.get(f"/ping/{application['uuid']}")
     response = api.patch(f"/api/v1/applications/{application['uuid']}",

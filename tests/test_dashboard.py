@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
+                                        WebDriverException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as shown
@@ -48,8 +48,14 @@ def status_of(browser, uuid: str) -> str:
 
 
 def wait(browser, condition):
+    """Until `condition` holds; the page reloads itself, so an element may vanish mid-read."""
     return WebDriverWait(browser, 15, poll_frequency=0.1, ignored_exceptions=(
-        NoSuchElementException, StaleElementReferenceException)).until(condition)
+        NoSuchElementException, StaleElementReferenceException, WebDriverException)
+    ).until(condition)
+
+
+def text_of(browser, element_id: str) -> str:
+    return wait(browser, lambda driver: driver.find_element(By.ID, element_id).text)
 
 
 def sign_in(browser, key: str) -> None:
@@ -76,18 +82,18 @@ def test_operator_sees_an_application_go_down_with_its_incident(
 
     sign_in(browser, make_key(app, "wallboard", read_only=True))
     wait(browser, shown.url_to_be(server.url + "/"))
-    assert status_of(browser, job["uuid"]) == "up"
-    assert "5 min ago" in browser.find_element(By.ID, "applications").text
-    assert "No open incidents" in browser.find_element(By.ID, "incidents").text
-    assert "OperationalError" in browser.find_element(By.ID, "errors").text
-    assert "database" in browser.find_element(By.ID, "dependencies").text
+    wait(browser, lambda driver: status_of(driver, job["uuid"]) == "up")
+    assert "5 min ago" in text_of(browser, "applications")
+    assert "No open incidents" in text_of(browser, "incidents")
+    assert "OperationalError" in text_of(browser, "errors")
+    assert "database" in text_of(browser, "dependencies")
 
     assert anonymous.get(f"/ping/{job['uuid']}/fail").status_code == 200
     # No reload by the test: the page refreshes itself.
     wait(browser, lambda driver: status_of(driver, job["uuid"]) == "down")
-    incidents = browser.find_element(By.ID, "incidents").text
+    incidents = text_of(browser, "incidents")
     assert "nightly-backup" in incidents and "failed" in incidents
-    queue = browser.find_element(By.ID, "alerts").text
+    queue = text_of(browser, "alerts")
     assert "application.down" in queue and "ops-webhook" in queue
 
     viewport_width = browser.execute_script("return window.innerWidth")

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select
 
-from heartbeat_monitor import next_check_at, status_by_time
+from database import db
+from heartbeat_monitor import Monitor
+from models import Application, ErrorLog
+from status_rules import next_check_at, status_by_time
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -122,10 +127,7 @@ def test_cron_application_goes_down_after_missed_fire_plus_grace(api, anonymous,
 
 
 def _next_check(app, uuid):
-    from sqlalchemy import select
 
-    from database import db
-    from models import Application
     with app.app_context():
         return db.session.execute(select(Application.next_check_at)
                                   .where(Application.uuid == uuid)).scalar_one()
@@ -174,12 +176,8 @@ def test_an_outage_gap_does_not_push_back_a_deadline_that_a_kept_check_stood_for
 
 
 def test_a_monitor_tick_that_fails_is_recorded_and_the_loop_survives(app, runtime, clock):
-    import threading
 
-    from sqlalchemy import select
 
-    from database import db
-    from models import ErrorLog
 
     calls = []
 
@@ -209,7 +207,6 @@ def test_a_monitor_tick_that_fails_is_recorded_and_the_loop_survives(app, runtim
 
 
 def test_a_tick_runs_at_most_one_housekeeping_task_and_each_again_a_minute_later(app, clock):
-    from heartbeat_monitor import Monitor
     ran = []
     monitor = Monitor(app, clock, 2.0, housekeeping=[lambda now: ran.append(("a", now)),
                                                      lambda now: ran.append(("b", now))])

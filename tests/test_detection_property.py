@@ -12,7 +12,8 @@ from app import create_app
 from applications import create_application
 from channels import create_channel
 from database import db
-from heartbeat_monitor import Signal, record_heartbeat
+from ingest.orm_store import record_heartbeat
+from ingest.signals import Signal
 from models import Alert, Application
 from tests.conftest import migrate
 from utils.clock import ManualClock

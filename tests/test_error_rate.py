@@ -7,11 +7,11 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
 from database import db
 from models import Alert, RequestCount
-from monitoring.error_rate import check_error_rate, current_error_rate, measure_error_rate
-from tests.conftest import Client, LiveServer
+from monitoring.error_rate import current_error_rate, measure_error_rate
+from operator_alerts import check_error_rate
+from tests.conftest import Client
 from tests.factories import add_request_counts, make_channel
 
 
@@ -30,16 +30,14 @@ def check(app, now: dt.datetime) -> list[Alert]:
 
 
 @pytest.fixture
-def failing_server(app):
+def failing_server(app, serve):
     """The app with one extra route that raises, served over HTTP."""
 
     def explode():
         raise RuntimeError("bug")
 
     app.add_url_rule("/boom", "boom", explode)
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
+    return serve(app)
 
 
 def test_served_requests_and_5xx_are_counted_in_the_window(app, failing_server, clock):
@@ -101,10 +99,10 @@ def test_alert_is_sent_at_most_once_per_cooldown(app, clock):
     assert len(alerts_of(app)) == 3
 
 
-def test_concurrent_checks_from_two_processes_alert_once(app_config, app, clock):
+def test_concurrent_checks_from_two_processes_alert_once(make_app, app, clock):
     make_channel(app, "ops", is_operator=True)
     add_request_counts(app, clock.now(), requests=50, errors=50)
-    other = create_app(app_config)  # its own engine and connections, as another process
+    other = make_app()  # its own engine and connections, as another process
     barrier = threading.Barrier(2)
     results: list[int] = []
 
@@ -117,8 +115,6 @@ def test_concurrent_checks_from_two_processes_alert_once(app_config, app, clock)
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    with other.app_context():
-        db.engine.dispose()
     assert sorted(results) == [0, 1]
     assert len(alerts_of(app)) == 1
 

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import uuid
 
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from database import db
 from models import ErrorLog
-from tests.conftest import Client, LiveServer, make_key
+from tests.conftest import Client, make_key
 from tests.helpers import assert_envelope
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
@@ -155,19 +153,14 @@ def test_chunked_body_over_limit_is_refused(anonymous, application):
 
 
 @pytest.fixture
-def failing_server(app_config):
+def failing_server(app, serve):
     """The app with one extra route that raises, as a bug would."""
-    app = create_app(app_config)
 
     def explode():
         raise RuntimeError("secret internals /srv/app/models.py SELECT * FROM api_keys")
 
     app.add_url_rule("/boom", "boom", explode)
-    live = LiveServer(app).start()
-    yield app, live
-    live.stop()
-    with app.app_context():
-        db.engine.dispose()
+    return app, serve(app)
 
 
 def test_uncaught_exception_answers_internal_error_without_internals(failing_server):
@@ -192,18 +185,13 @@ def test_error_storm_is_one_error_log_row_with_a_count(failing_server):
     assert row.resolved is False
 
 
-def test_database_down_answers_database_unavailable_with_retry_after(tmp_path):
-    app = create_app({"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none",
-                      "MONITOR_ENABLED": False, "LOG_FORMAT": "text",
-                      "DB_CONNECT_TIMEOUT_SECONDS": 1, "SPOOL_DIR": str(tmp_path)})
-    live = LiveServer(app).start()
-    try:
-        client = Client(live.url, "hbm_00000000_whatever")
-        response = client.get("/api/v1/applications")
-        assert_envelope(response, 503, "DATABASE_UNAVAILABLE")
-        assert int(response.headers["Retry-After"]) > 0
-    finally:
-        live.stop()
+def test_database_down_answers_database_unavailable_with_retry_after(served_app):
+    _, live = served_app(DATABASE_URL="postgresql://postgres@127.0.0.1:9/none",
+                         DB_CONNECT_TIMEOUT_SECONDS=1)
+    client = Client(live.url, "hbm_00000000_whatever")
+    response = client.get("/api/v1/applications")
+    assert_envelope(response, 503, "DATABASE_UNAVAILABLE")
+    assert int(response.headers["Retry-After"]) > 0
 
 
 def test_sane_request_id_is_reused_and_insane_one_replaced(anonymous):

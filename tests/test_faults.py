@@ -14,11 +14,16 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from applications import create_application
+from channels import create_channel
 from database import db
-from models import Alert, DeliveryAttempt, Heartbeat
+from ingest.orm_store import record_heartbeat
+from ingest.signals import Signal
+from models import Alert, DeliveryAttempt, Heartbeat, ServiceState
+from outage import ALIVE_KEY
 from tests.conftest import TEST_DATABASE_URL, make_key, migrate
 from tests.faults import ChaosProxy, ClockFile, MonitorProcess, ServerProcess
-from tests.helpers import ENVELOPE_KEYS, assert_no_leak
+from tests.helpers import ENVELOPE_KEYS, assert_no_leak, wait_until
 from utils.clock import ManualClock
 
 pytestmark = pytest.mark.slow
@@ -57,16 +62,17 @@ class Fixture:
 
     def wait_for_heartbeats(self, count: int, timeout_seconds: float) -> None:
         """Until `count` heartbeats are stored (a spool being replayed), or the timeout."""
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline and \
-                self.count(select(func.count(Heartbeat.id))) < count:
-            time.sleep(0.1)
+        wait_until(lambda: self.count(select(func.count(Heartbeat.id))) >= count,
+                   timeout_seconds, 0.1, f"{count} heartbeats not stored")
+
+    def wait_for_tick_at(self, moment: dt.datetime, timeout_seconds: float = 15) -> None:
+        """Until a monitor has finished a tick (judged, then noted it was alive) at `moment`."""
+        alive = select(ServiceState.updated_at).where(ServiceState.key == ALIVE_KEY)
+        wait_until(lambda: (self.count(alive) or T0 - dt.timedelta(days=1)) >= moment,
+                   timeout_seconds, 0.05, f"no monitor tick at {moment}")
 
     def failed_applications(self, count: int, webhook_url: str) -> None:
         """`count` applications of one webhook channel, each failed: an alert each, queued."""
-        from applications import create_application
-        from channels import create_channel
-        from heartbeat_monitor import Signal, record_heartbeat
         with self.app.app_context():
             channel = create_channel({"name": "hook", "kind": "webhook", "url": webhook_url}, T0)
             for n in range(count):
@@ -232,13 +238,13 @@ def test_alert_sink_failing_then_recovering_gets_each_alert_once(fixture, sink, 
         delivered = select(func.count(Alert.id)).where(Alert.state == "delivered")
         while fixture.count(delivered) < 5 and time.monotonic() - failed_at < 20:
             time.sleep(0.05)  # recorded too: moving the clock now cannot expire their claims
-        deadline = time.monotonic() + 60
-        while len(set(sink.alert_ids())) < 5 and time.monotonic() < deadline:
-            clock.advance(60)  # backoff, Retry-After and the breaker's recovery pass by
-            time.sleep(0.3)
-        time.sleep(1)
+
+        def backoff_retry_after_and_recovery_pass_by() -> bool:
+            clock.advance(60)
+            return len(set(sink.alert_ids())) == 5
+        wait_until(backoff_retry_after_and_recovery_pass_by, 60, 0.3)
     finally:
-        exit_code = server.stop()
+        exit_code = server.stop()  # a clean stop: nothing is in flight once it returns
     assert exit_code == 0, server.stderr_tail()
     assert healthy_seconds < 5
     assert sorted(collections.Counter(other_sink.alert_ids()).values()) == [1] * 5
@@ -345,18 +351,18 @@ def test_service_stopped_across_deadlines_sends_no_false_alarm(fixture, sink):
         requests.get(f"{server.url}/ping/{uuid}")
     clock.advance(50)
     requests.get(f"{server.url}/ping/{keeps_pinging}")
-    time.sleep(1)  # the monitor notes that it was alive at T0+50
+    fixture.wait_for_tick_at(clock.now)
     assert server.stop() == 0
 
     clock.advance(600)  # ten minutes with the service stopped: every deadline passed
     server = ServerProcess(env).start()
     try:
         requests.get(f"{server.url}/ping/{keeps_pinging}")  # it kept trying; now it gets through
-        time.sleep(1.5)
-        assert sink.received == []
+        fixture.wait_for_tick_at(clock.now)
+        assert fixture.count(select(func.count(Alert.id))) == 0  # nothing queued, none to send
         clock.advance(38)  # T0+688: the stopped one is late, inside its grace after restart
-        time.sleep(1)
-        assert sink.received == []
+        fixture.wait_for_tick_at(clock.now)
+        assert fixture.count(select(func.count(Alert.id))) == 0
         statuses = {app["name"]: app["status"] for app in api.get(
             server.url + "/api/v1/applications").json()["items"]}
         assert statuses == {"keeps-pinging": "up", "really-stopped": "late"}

@@ -14,8 +14,9 @@ from applications import create_application, update_application
 from channels import create_channel
 from database import db
 from exceptions import HeartbeatNotFound
-from heartbeat_monitor import Signal, write_heartbeats
-from heartbeat_store import WRITE_OK_PINGS, NeedsGeneralPath, PostgresHeartbeatStore
+from ingest.orm_store import write_heartbeats
+from ingest.pg_store import WRITE_OK_PINGS, PostgresHeartbeatStore
+from ingest.signals import Signal
 from models import Alert, Application, Heartbeat, Incident
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -59,7 +60,7 @@ def test_a_batch_without_status_change_is_stored_in_two_round_trips(app, runtime
         store = PostgresHeartbeatStore(db.engine)
         at = T0 + dt.timedelta(seconds=10)
         items = [(uuid, signal("start", at, rid=RIDS[0])),
-                 (other, signal("log", at, message="note", metadata={"n": 1})),
+                 (other, signal("log", at, message="note", metadata_json={"n": 1})),
                  (uuid, signal("ok", at + dt.timedelta(seconds=2), rid=RIDS[0]))]
         results = store.write(items)
         store.close()
@@ -141,8 +142,7 @@ def test_a_plain_ping_after_another_process_marked_it_down_resolves_through_the_
         write_heartbeats([(uuid, signal("fail", T0 + dt.timedelta(seconds=1), exit_code=1))])
         assert application_state(uuid)["status"] == "down"
         items = [(uuid, signal("ok", T0 + dt.timedelta(seconds=2)))]
-        with pytest.raises(NeedsGeneralPath):
-            store.write(items)
+        assert store.write(items) is None
         store.close()
         assert len(stored_heartbeats(uuid)) == 2  # nothing written by the refused statement
         runtime.writer.store_batch(items)
@@ -181,8 +181,7 @@ def test_a_batch_that_opens_an_incident_is_left_whole_to_the_orm_path(app, runti
         uuid, other = make_applications([{**CONFIGS[0], "channels": [channel.id]}, CONFIGS[1]])
         store = PostgresHeartbeatStore(db.engine)
         items = [(other, signal("ok", T0)), (uuid, signal("fail", T0, exit_code=2))]
-        with pytest.raises(NeedsGeneralPath):
-            store.write(items)
+        assert store.write(items) is None
         assert db.session.scalar(select(func.count()).select_from(Heartbeat)) == 0
         # Rolled back: its row locks are gone, and the writer's own fallback stores the batch.
         results = runtime.writer.store_batch(items)
@@ -202,7 +201,7 @@ def test_without_its_prepared_statements_the_store_sends_them_in_full(app):
         with store._connection.dbapi_connection.cursor() as cursor:
             cursor.execute("DEALLOCATE ALL")
         results = store.write([(uuid, signal("ok", T0 + dt.timedelta(seconds=3)))])
-        store.write([(uuid, signal("log", T0 + dt.timedelta(seconds=4), metadata={"k": [1]}))])
+        store.write([(uuid, signal("log", T0 + dt.timedelta(seconds=4), metadata_json={"k": [1]}))])
         store.close()
         assert not store.use_prepared and results[0]["duration_ms"] == 3000
         assert [row["kind"] for row in stored_heartbeats(uuid)] == ["start", "ok", "log"]

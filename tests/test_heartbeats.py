@@ -6,12 +6,15 @@ import time
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from flask import request, request_started
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from database import db
-from heartbeat_monitor import Signal
-from ingest import replay_heartbeats
+from ingest.replay import replay_heartbeats
+from ingest.signals import Signal
+from ingest.writer import HeartbeatWriter
 from models import Heartbeat
 from tests.helpers import assert_envelope
 
@@ -190,7 +193,6 @@ def test_a_batch_wakes_its_requests_in_turn_passing_by_one_that_gave_up(app, app
                                                                         runtime, clock):
     """The writer wakes a batch's first request and each wakes the next; one that stopped
     waiting (and spooled) must not leave the ones after it waiting too."""
-    from ingest import HeartbeatWriter
 
     entered, gate = threading.Event(), threading.Event()
 
@@ -284,7 +286,6 @@ def test_a_spooled_record_the_database_refuses_is_set_aside_not_blocking(app, ap
 
 def _served_by_flask(app):
     """Names of the requests that went through Flask's request machinery."""
-    from flask import request, request_started
     seen = []
 
     def record(sender, **extra):
@@ -309,7 +310,6 @@ def test_a_bodyless_ping_skips_flask_and_answers_like_the_view(app, anonymous, a
 
 
 @pytest.mark.parametrize("path, status, code", [
-    ("/ping/00000000-0000-4000-8000-000000000000", 404, "HEARTBEAT_NOT_FOUND"),
     ("/ping/not-a-uuid", 400, "MALFORMED_REQUEST"),
     ("/ping/{uuid}/256", 422, "VALIDATION_ERROR"),
 ])
@@ -319,6 +319,19 @@ def test_a_ping_the_fast_path_cannot_take_is_answered_by_the_view(app, anonymous
     url = path.format(uuid=application["uuid"])
     assert_envelope(anonymous.get(url), status, code)
     assert served_by_flask == [f"GET {url}"]
+
+
+def test_a_ping_the_fast_path_refuses_is_answered_like_any_error(app, anonymous, application):
+    served_by_flask = _served_by_flask(app)
+    unknown = anonymous.get("/ping/00000000-0000-4000-8000-000000000000",
+                            headers={"X-Request-ID": "job-7"})
+    error = assert_envelope(unknown, 404, "HEARTBEAT_NOT_FOUND")
+    assert error["request_id"] == "job-7"
+    known = anonymous.post(f"/ping/{application['uuid']}", data="with a body")
+    assert {name.lower() for name in unknown.headers} - {"date", "server", "connection"} >= \
+        {name.lower() for name in known.headers} - {"date", "server", "connection",
+                                                    "content-length"}
+    assert served_by_flask == [f"POST /ping/{application['uuid']}"]  # not the view, no hooks
 
 
 def test_a_ping_refused_while_the_spool_is_full_gets_the_envelope(app, anonymous, application,

@@ -17,6 +17,7 @@ from app import create_app
 from auth import create_api_key
 from database import db
 from tests.conftest import ROOT, migrate
+from transports import transient
 
 SPEC_METRICS = {
     "hbmon_http_requests": "counter", "hbmon_heartbeats": "counter",
@@ -75,9 +76,7 @@ def test_requests_are_counted_by_url_rule_and_heartbeats_by_kind(api, anonymous,
     assert value(after, "hbmon_applications", status="down") == 1
 
 
-def test_stored_errors_are_counted_by_type(app_config, clock):
-    app = create_app(app_config)
-
+def test_stored_errors_are_counted_by_type(app):
     def explode():
         raise LookupError("missing")
 
@@ -89,8 +88,6 @@ def test_stored_errors_are_counted_by_type(app_config, clock):
     after = samples(client.get("/metrics").get_data(as_text=True))
     assert (value(after, "hbmon_errors_logged_total", error_type="LookupError")
             - value(before, "hbmon_errors_logged_total", error_type="LookupError")) == 2
-    with app.app_context():
-        db.engine.dispose()
 
 
 # --- several gunicorn workers ---------------------------------------------------------------
@@ -165,12 +162,11 @@ def test_two_workers_report_the_same_totals_on_every_scrape(gunicorn_server):
 
 def test_breaker_state_per_channel_is_exported_and_reported_in_dependencies(
         app, anonymous, clock):
-    from utils.circuit_breaker import TransientError
     breakers = app.extensions["hbmon"].breakers
     breakers.get("channel:1")
     failing = breakers.get("channel:2")
     for _ in range(5):
-        failing.record_failure(TransientError("503 from the webhook"))
+        failing.record_failure(transient("503 from the webhook"))
     scraped = samples(anonymous.get("/metrics").text)
     assert value(scraped, "hbmon_circuit_breaker_state", channel="1") == 0
     assert value(scraped, "hbmon_circuit_breaker_state", channel="2") == 1

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from utils.circuit_breaker import Breaker, CircuitBreakerError, TransientError
+from transports import DeliveryError, is_breaker_failure, transient
+from utils.circuit_breaker import Breaker, CircuitBreakerError
 from utils.retry import backoff_seconds, call_with_retries
 
 
@@ -24,11 +25,12 @@ def seconds():
 
 @pytest.fixture
 def breaker(seconds):
-    return Breaker("test", failure_threshold=3, recovery_seconds=30, seconds=seconds)
+    return Breaker("test", failure_threshold=3, recovery_seconds=30, seconds=seconds,
+                   is_failure=is_breaker_failure)
 
 
 def fail():
-    raise TransientError("boom")
+    raise transient("boom")
 
 
 def permanent():
@@ -37,10 +39,10 @@ def permanent():
 
 def test_opens_after_threshold_consecutive_failures(breaker):
     for _ in range(2):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             breaker.call(fail)
     assert breaker.state == "closed"
-    with pytest.raises(TransientError):
+    with pytest.raises(DeliveryError):
         breaker.call(fail)
     assert breaker.state == "open"
     with pytest.raises(CircuitBreakerError):
@@ -49,7 +51,7 @@ def test_opens_after_threshold_consecutive_failures(breaker):
 
 def test_state_turns_half_open_by_the_clock_without_a_call(breaker, seconds):
     for _ in range(3):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             breaker.call(fail)
     seconds.value += 29.9
     assert breaker.state == "open"
@@ -59,7 +61,7 @@ def test_state_turns_half_open_by_the_clock_without_a_call(breaker, seconds):
 
 def test_half_open_lets_exactly_one_probe_through_concurrently(breaker, seconds):
     for _ in range(3):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             breaker.call(fail)
     seconds.value += 31
     entered, release = [], threading.Event()
@@ -93,10 +95,10 @@ def test_half_open_lets_exactly_one_probe_through_concurrently(breaker, seconds)
 
 def test_failed_probe_reopens_for_a_full_recovery_period(breaker, seconds):
     for _ in range(3):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             breaker.call(fail)
     seconds.value += 31
-    with pytest.raises(TransientError):
+    with pytest.raises(DeliveryError):
         breaker.call(fail)
     assert breaker.state == "open"
     seconds.value += 29
@@ -105,20 +107,20 @@ def test_failed_probe_reopens_for_a_full_recovery_period(breaker, seconds):
 
 def test_permanent_error_neither_counts_nor_resets(breaker):
     for _ in range(2):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             breaker.call(fail)
     for _ in range(5):
         with pytest.raises(ValueError):
             breaker.call(permanent)
     assert breaker.failure_count == 2
-    with pytest.raises(TransientError):
+    with pytest.raises(DeliveryError):
         breaker.call(fail)
     assert breaker.state == "open"
 
 
 def test_with_statement_checks_the_open_state(breaker):
     for _ in range(3):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             breaker.call(fail)
     ran = []
     with pytest.raises(CircuitBreakerError):
@@ -130,17 +132,17 @@ def test_with_statement_checks_the_open_state(breaker):
 def test_decorator_goes_through_the_same_checks(breaker):
     @breaker
     def flaky():
-        raise TransientError("down")
+        raise transient("down")
 
     for _ in range(3):
-        with pytest.raises(TransientError):
+        with pytest.raises(DeliveryError):
             flaky()
     with pytest.raises(CircuitBreakerError):
         flaky()
 
 
 def test_success_resets_the_failure_count(breaker):
-    with pytest.raises(TransientError):
+    with pytest.raises(DeliveryError):
         breaker.call(fail)
     assert breaker.call(lambda: 42) == 42
     assert breaker.failure_count == 0

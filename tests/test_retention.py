@@ -7,13 +7,12 @@ import psycopg2
 import pytest
 from sqlalchemy import insert, select
 
-import heartbeat_monitor
-from app import create_app
+import retention
 from applications import create_application
 from database import db
-from heartbeat_monitor import prune_old_heartbeats
 from models import Application, Heartbeat, new_uuid
-from tests.conftest import _dsn, close_app
+from retention import prune_old_heartbeats
+from tests.conftest import _dsn
 
 DAY = dt.timedelta(days=1)
 
@@ -61,8 +60,8 @@ def test_a_heartbeat_exactly_at_the_retention_is_kept(app, application, clock):
 
 def test_pruning_walks_the_oldest_ids_in_batches_and_stops_at_recent_ones(
         app, application, clock, monkeypatch):
-    monkeypatch.setattr(heartbeat_monitor, "PRUNE_BATCH_SIZE", 10)
-    monkeypatch.setattr(heartbeat_monitor, "PRUNE_MAX_BATCHES", 2)
+    monkeypatch.setattr(retention, "PRUNE_BATCH_SIZE", 10)
+    monkeypatch.setattr(retention, "PRUNE_MAX_BATCHES", 2)
     now = clock.now()
     add_heartbeats(app, application["uuid"], [now - 40 * DAY] * 25 + [now - DAY] * 3)
     with app.app_context():
@@ -86,19 +85,16 @@ def test_a_replayed_heartbeat_older_than_its_id_outlives_the_retention_until_the
     assert kept_messages(app) == []
 
 
-def test_retention_zero_keeps_every_heartbeat(app_config, clock):
-    app = create_app({**app_config, "HEARTBEAT_RETENTION_DAYS": 0})
-    try:
-        now = clock.now()
-        with app.app_context():
-            application_uuid = create_application({"name": "kept", "period_seconds": 60}, now).uuid
-            db.session.commit()
-        add_heartbeats(app, application_uuid, [now - 400 * DAY])
-        with app.app_context():
-            assert prune_old_heartbeats(now) == 0
-        assert kept_messages(app) == ["0"]
-    finally:
-        close_app(app)
+def test_retention_zero_keeps_every_heartbeat(make_app, clock):
+    app = make_app(HEARTBEAT_RETENTION_DAYS=0)
+    now = clock.now()
+    with app.app_context():
+        application_uuid = create_application({"name": "kept", "period_seconds": 60}, now).uuid
+        db.session.commit()
+    add_heartbeats(app, application_uuid, [now - 400 * DAY])
+    with app.app_context():
+        assert prune_old_heartbeats(now) == 0
+    assert kept_messages(app) == ["0"]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

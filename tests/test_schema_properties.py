@@ -6,7 +6,8 @@ import json
 import os
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from models import HEARTBEAT_KINDS

@@ -11,8 +11,7 @@ import json
 
 import sentry_sdk
 
-from app import create_app
-from tests.conftest import Client, LiveServer, close_app, make_key
+from tests.conftest import Client, make_key
 
 SMTP_PASSWORD = "smtpPassw0rd9"
 CHANNEL_SECRET = "whsecChannel1234"
@@ -38,18 +37,18 @@ def sign_in(client: Client, key: str) -> None:
     assert response.status_code == 302
 
 
-def test_no_secret_reaches_any_output(app_config, sink, sentry_sink, capfd):
+def test_no_secret_reaches_any_output(make_app, serve, sink, sentry_sink, capfd):
     smtp_url = f"smtp://mailer:{SMTP_PASSWORD}@127.0.0.1:1"  # nothing listens: email fails
     dsn = f"http://{DSN_KEY}@127.0.0.1:{sentry_sink.port}/1"
-    app = create_app({**app_config, "SMTP_URL": smtp_url, "SENTRY_DSN": dsn,
-                      "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "ALERT_TIMEOUT_SECONDS": 2})
+    app = make_app(SMTP_URL=smtp_url, SENTRY_DSN=dsn, LOG_FORMAT="json", LOG_LEVEL="INFO",
+                   ALERT_TIMEOUT_SECONDS=2)
     key, read_only_key = make_key(app), make_key(app, "viewer", read_only=True)
     secrets = [key, key.split("_", 2)[2], read_only_key, read_only_key.split("_", 2)[2],
                SMTP_PASSWORD, CHANNEL_SECRET, HEADER_TOKEN, URL_PASSWORD, URL_TOKEN,
                SLACK_PATH, DSN_KEY]
     app.add_url_rule("/careless", "careless", careless(
         [smtp_url, dsn, f"secret={CHANNEL_SECRET}", f"Authorization: Bearer {key}"]))
-    live = LiveServer(app).start()
+    live = serve(app)
     outputs: dict[str, str] = {}
 
     def keep(name: str, response) -> dict | None:
@@ -57,53 +56,49 @@ def test_no_secret_reaches_any_output(app_config, sink, sentry_sink, capfd):
         is_json = response.headers.get("Content-Type", "").startswith("application/json")
         return response.json() if is_json else None
 
-    try:
-        api, viewer = Client(live.url, key), Client(live.url, read_only_key)
-        host = live.url.split("//", 1)[1]
-        sink_port = sink.url.rsplit(":", 1)[1].split("/", 1)[0]
-        webhook = keep("create webhook", api.post("/api/v1/channels", json={
-            "name": "hook", "kind": "webhook", "secret": CHANNEL_SECRET,
-            "headers": {"Authorization": f"Bearer {HEADER_TOKEN}"},
-            "url": f"http://hook:{URL_PASSWORD}@127.0.0.1:{sink_port}/hook?token={URL_TOKEN}"}))
-        slack = keep("create slack", api.post("/api/v1/channels", json={
-            "name": "chat", "kind": "slack",
-            "url": f"http://127.0.0.1:{sink_port}/services/T0/B0/{SLACK_PATH}"}))
-        email = keep("create email", api.post("/api/v1/channels", json={
-            "name": "mail", "kind": "email", "addresses": ["ops@example.com"]}))
-        channel_ids = [webhook["id"], slack["id"], email["id"]]
-        for channel_id in channel_ids:
-            keep(f"get channel {channel_id}", viewer.get(f"/api/v1/channels/{channel_id}"))
-            keep(f"test channel {channel_id}", api.post(f"/api/v1/channels/{channel_id}/test"))
-        keep("patch webhook", api.patch(f"/api/v1/channels/{webhook['id']}",
-                                        json={"name": "hook2", "secret": CHANNEL_SECRET}))
-        keep("list channels", viewer.get("/api/v1/channels"))
+    api, viewer = Client(live.url, key), Client(live.url, read_only_key)
+    host = live.url.split("//", 1)[1]
+    sink_port = sink.url.rsplit(":", 1)[1].split("/", 1)[0]
+    webhook = keep("create webhook", api.post("/api/v1/channels", json={
+        "name": "hook", "kind": "webhook", "secret": CHANNEL_SECRET,
+        "headers": {"Authorization": f"Bearer {HEADER_TOKEN}"},
+        "url": f"http://hook:{URL_PASSWORD}@127.0.0.1:{sink_port}/hook?token={URL_TOKEN}"}))
+    slack = keep("create slack", api.post("/api/v1/channels", json={
+        "name": "chat", "kind": "slack",
+        "url": f"http://127.0.0.1:{sink_port}/services/T0/B0/{SLACK_PATH}"}))
+    email = keep("create email", api.post("/api/v1/channels", json={
+        "name": "mail", "kind": "email", "addresses": ["ops@example.com"]}))
+    channel_ids = [webhook["id"], slack["id"], email["id"]]
+    for channel_id in channel_ids:
+        keep(f"get channel {channel_id}", viewer.get(f"/api/v1/channels/{channel_id}"))
+        keep(f"test channel {channel_id}", api.post(f"/api/v1/channels/{channel_id}/test"))
+    keep("patch webhook", api.patch(f"/api/v1/channels/{webhook['id']}",
+                                    json={"name": "hook2", "secret": CHANNEL_SECRET}))
+    keep("list channels", viewer.get("/api/v1/channels"))
 
-        application = keep("create application", api.post("/api/v1/applications", json={
-            "name": "job", "period_seconds": 60, "channels": channel_ids}))
-        keep("ping", Client(live.url).get(f"/ping/{application['uuid']}/fail"))
-        with app.app_context():
-            app.extensions["hbmon"].deliverer.drain(15)
-        alerts = keep("list alerts", viewer.get("/api/v1/alerts"))["items"]
-        assert len(alerts) == 3
-        for alert in alerts:
-            keep(f"alert {alert['id']}", viewer.get(f"/api/v1/alerts/{alert['id']}"))
-        assert len(sink.received) >= 2  # the webhook and Slack alerts went out
+    application = keep("create application", api.post("/api/v1/applications", json={
+        "name": "job", "period_seconds": 60, "channels": channel_ids}))
+    keep("ping", Client(live.url).get(f"/ping/{application['uuid']}/fail"))
+    with app.app_context():
+        app.extensions["hbmon"].deliverer.drain(15)
+    alerts = keep("list alerts", viewer.get("/api/v1/alerts"))["items"]
+    assert len(alerts) == 3
+    for alert in alerts:
+        keep(f"alert {alert['id']}", viewer.get(f"/api/v1/alerts/{alert['id']}"))
+    assert len(sink.received) >= 2  # the webhook and Slack alerts went out
 
-        keep("careless", Client(live.url).get("/careless"))
-        errors = keep("list errors", viewer.get("/api/v1/errors"))["items"]
-        assert errors, "the failure was not logged"
-        for error in errors:
-            keep(f"error {error['id']}", viewer.get(f"/api/v1/errors/{error['id']}"))
-        keep("errors csv", viewer.get("/api/v1/errors?format=csv"))
-        keep("error stats", viewer.get("/api/v1/errors/stats"))
-        for path in ("/health", "/health/dependencies", "/metrics", "/openapi.json", "/docs"):
-            keep(path, Client(live.url).get(path))
-        browser = Client(live.url)
-        sign_in(browser, key)
-        keep("dashboard", browser.get("/"))
-    finally:
-        live.stop()
-        close_app(app)
+    keep("careless", Client(live.url).get("/careless"))
+    errors = keep("list errors", viewer.get("/api/v1/errors"))["items"]
+    assert errors, "the failure was not logged"
+    for error in errors:
+        keep(f"error {error['id']}", viewer.get(f"/api/v1/errors/{error['id']}"))
+    keep("errors csv", viewer.get("/api/v1/errors?format=csv"))
+    keep("error stats", viewer.get("/api/v1/errors/stats"))
+    for path in ("/health", "/health/dependencies", "/metrics", "/openapi.json", "/docs"):
+        keep(path, Client(live.url).get(path))
+    browser = Client(live.url)
+    sign_in(browser, key)
+    keep("dashboard", browser.get("/"))
 
     sentry_sdk.flush(timeout=10)
     assert sentry_sink.arrived.wait(10), "the careless failure did not reach Sentry"

@@ -1,36 +1,21 @@
 """§7: rate limits, webhook targets, input limits and security headers, over real HTTP."""
 from __future__ import annotations
 
+import threading
 import uuid as uuid_lib
 
 import pytest
+from limits import parse
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
 
-from app import create_app
 from database import db
 from models import Alert, Channel
-from tests.conftest import Client, LiveServer, close_app, make_key
+from rate_limits import SweptMemoryStorage
+from tests.conftest import Client, make_key
 from tests.helpers import assert_envelope
-from tests.sinks import HttpSink
 
 PUBLIC_ADDRESS = "93.184.216.34"  # an IP literal: no DNS lookup needed to accept it
-
-
-@pytest.fixture
-def serve(app_config):
-    """Start the app with some settings overridden; returns (app, live server)."""
-    started = []
-
-    def start(**overrides):
-        app = create_app({**app_config, **overrides})
-        live = LiveServer(app).start()
-        started.append((app, live))
-        return app, live
-
-    yield start
-    for app, live in started:
-        live.stop()
-        close_app(app)
 
 
 def new_application(api: Client, **fields) -> str:
@@ -49,8 +34,8 @@ def assert_rate_limited(response) -> int:
 
 # --- Rate limits ---------------------------------------------------------------------------
 
-def test_pings_over_the_limit_per_uuid_and_client_get_429(serve):
-    app, live = serve(PING_RATE_LIMIT="3/minute")
+def test_pings_over_the_limit_per_uuid_and_client_get_429(served_app):
+    app, live = served_app(PING_RATE_LIMIT="3/minute")
     api, anonymous = Client(live.url, make_key(app)), Client(live.url)
     limited, other = new_application(api), new_application(api)
     assert [anonymous.get(f"/ping/{limited}").status_code for _ in range(3)] == [200] * 3
@@ -61,8 +46,8 @@ def test_pings_over_the_limit_per_uuid_and_client_get_429(serve):
     assert len(stored) == 3  # a refused ping is not recorded
 
 
-def test_json_heartbeats_have_their_own_per_uuid_limit(serve):
-    app, live = serve(PING_RATE_LIMIT="2/minute")
+def test_json_heartbeats_have_their_own_per_uuid_limit(served_app):
+    app, live = served_app(PING_RATE_LIMIT="2/minute")
     api, anonymous = Client(live.url, make_key(app)), Client(live.url)
     uuid = new_application(api)
     url = f"/api/v1/applications/{uuid}/heartbeats"
@@ -70,8 +55,8 @@ def test_json_heartbeats_have_their_own_per_uuid_limit(serve):
     assert_rate_limited(anonymous.post(url, json={}))
 
 
-def test_a_client_spraying_uuids_is_limited(serve):
-    app, live = serve(PING_CLIENT_RATE_LIMIT="4/minute")
+def test_a_client_spraying_uuids_is_limited(served_app):
+    app, live = served_app(PING_CLIENT_RATE_LIMIT="4/minute")
     anonymous = Client(live.url)
     guesses = [str(uuid_lib.uuid4()) for _ in range(5)]
     for guess in guesses[:4]:
@@ -79,8 +64,8 @@ def test_a_client_spraying_uuids_is_limited(serve):
     assert_rate_limited(anonymous.get(f"/ping/{guesses[4]}"))
 
 
-def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(serve):
-    app, live = serve(PING_RATE_LIMIT="2/minute", TRUSTED_PROXY_COUNT=1)
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(served_app):
+    app, live = served_app(PING_RATE_LIMIT="2/minute", TRUSTED_PROXY_COUNT=1)
     api, anonymous = Client(live.url, make_key(app)), Client(live.url)
     uuid = new_application(api)
     flooder = {"X-Forwarded-For": "203.0.113.5"}
@@ -92,8 +77,8 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(serve):
         .status_code == 200
 
 
-def test_without_trusted_proxies_a_forged_forwarded_for_changes_nothing(serve):
-    app, live = serve(PING_RATE_LIMIT="2/minute")
+def test_without_trusted_proxies_a_forged_forwarded_for_changes_nothing(served_app):
+    app, live = served_app(PING_RATE_LIMIT="2/minute")
     api, anonymous = Client(live.url, make_key(app)), Client(live.url)
     uuid = new_application(api)
     for n in range(2):
@@ -103,16 +88,16 @@ def test_without_trusted_proxies_a_forged_forwarded_for_changes_nothing(serve):
                                       headers={"X-Forwarded-For": "203.0.113.99"}))
 
 
-def test_management_api_is_limited_per_key(serve):
-    app, live = serve(API_RATE_LIMIT="3/minute")
+def test_management_api_is_limited_per_key(served_app):
+    app, live = served_app(API_RATE_LIMIT="3/minute")
     first, second = Client(live.url, make_key(app, "a")), Client(live.url, make_key(app, "b"))
     assert [first.get("/api/v1/applications").status_code for _ in range(3)] == [200] * 3
     assert_rate_limited(first.get("/api/v1/applications"))
     assert second.get("/api/v1/applications").status_code == 200
 
 
-def test_dashboard_sign_in_attempts_are_limited(serve):
-    app, live = serve(LOGIN_RATE_LIMIT="2/minute")
+def test_dashboard_sign_in_attempts_are_limited(served_app):
+    app, live = served_app(LOGIN_RATE_LIMIT="2/minute")
     browser = Client(live.url)
     page = browser.get("/login").text
     token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
@@ -123,10 +108,10 @@ def test_dashboard_sign_in_attempts_are_limited(serve):
     assert browser.get("/login").status_code == 200  # only sign-in attempts are counted
 
 
-def test_redis_storage_shares_the_count_between_processes(serve):
+def test_redis_storage_shares_the_count_between_processes(served_app):
     storage = "redis://127.0.0.1:6379/15"
-    app, first = serve(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
-    _, second = serve(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
+    app, first = served_app(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
+    _, second = served_app(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
     uuid = new_application(Client(first.url, make_key(app)))
     answers = [Client(server.url).get(f"/ping/{uuid}").status_code
                for server in (first, second, first)]
@@ -134,8 +119,8 @@ def test_redis_storage_shares_the_count_between_processes(serve):
     assert_rate_limited(Client(second.url).get(f"/ping/{uuid}"))
 
 
-def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down(serve):
-    app, live = serve(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL="redis://127.0.0.1:1/0")
+def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down(served_app):
+    app, live = served_app(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL="redis://127.0.0.1:1/0")
     api, anonymous = Client(live.url, make_key(app)), Client(live.url)
     uuid = new_application(api)
     assert [anonymous.get(f"/ping/{uuid}").status_code for _ in range(3)] == [200] * 3
@@ -154,8 +139,8 @@ REFUSED_TARGETS = [
 
 
 @pytest.mark.parametrize("url", REFUSED_TARGETS)
-def test_webhook_to_a_private_address_is_refused_at_creation(serve, url):
-    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
+def test_webhook_to_a_private_address_is_refused_at_creation(served_app, url):
+    app, live = served_app(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
     api = Client(live.url, make_key(app))
     error = assert_envelope(api.post("/api/v1/channels", json={
         "name": "inward", "kind": "webhook", "url": url}), 422, "VALIDATION_ERROR")
@@ -164,8 +149,8 @@ def test_webhook_to_a_private_address_is_refused_at_creation(serve, url):
     assert api.get("/api/v1/channels").json()["items"] == []
 
 
-def test_public_targets_are_accepted_and_changing_one_to_private_is_refused(serve):
-    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
+def test_public_targets_are_accepted_and_changing_one_to_private_is_refused(served_app):
+    app, live = served_app(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
     api = Client(live.url, make_key(app))
     created = api.post("/api/v1/channels", json={
         "name": "public", "kind": "slack", "url": f"https://{PUBLIC_ADDRESS}/services/T0/B0"})
@@ -175,16 +160,16 @@ def test_public_targets_are_accepted_and_changing_one_to_private_is_refused(serv
                               json={"url": "http://10.0.0.1/"}), 422, "VALIDATION_ERROR")
 
 
-def test_private_targets_are_allowed_when_configured(serve):
-    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=True)
+def test_private_targets_are_allowed_when_configured(served_app):
+    app, live = served_app(ALLOW_PRIVATE_WEBHOOK_TARGETS=True)
     api = Client(live.url, make_key(app))
     assert api.post("/api/v1/channels", json={"name": "lan", "kind": "webhook",
                                               "url": "http://192.168.1.1/hook"}).status_code == 201
 
 
-def test_delivery_rechecks_the_address_the_target_resolves_to_now(serve, sink):
+def test_delivery_rechecks_the_address_the_target_resolves_to_now(served_app, sink):
     """A channel accepted earlier whose host now resolves inward gets nothing sent."""
-    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
+    app, live = served_app(ALLOW_PRIVATE_WEBHOOK_TARGETS=False)
     api = Client(live.url, make_key(app))
     now = app.extensions["hbmon"].clock.now()
     with app.app_context():  # stored as if its DNS record changed after it was checked
@@ -206,19 +191,15 @@ def test_delivery_rechecks_the_address_the_target_resolves_to_now(serve, sink):
     assert sink.received == []
 
 
-def test_redirects_are_not_followed(serve, sink):
-    app, live = serve(ALLOW_PRIVATE_WEBHOOK_TARGETS=True)
-    inner = HttpSink().start()
-    try:
-        sink.then({"status": 302, "headers": {"Location": inner.url}})
-        api = Client(live.url, make_key(app))
-        channel = api.post("/api/v1/channels", json={"name": "moved", "kind": "webhook",
-                                                     "url": sink.url}).json()
-        tested = api.post(f"/api/v1/channels/{channel['id']}/test").json()
-        assert (tested["outcome"], tested["http_status"]) == ("permanent_error", 302)
-        assert inner.received == []
-    finally:
-        inner.stop()
+def test_redirects_are_not_followed(served_app, sink, other_sink):
+    app, live = served_app(ALLOW_PRIVATE_WEBHOOK_TARGETS=True)
+    sink.then({"status": 302, "headers": {"Location": other_sink.url}})
+    api = Client(live.url, make_key(app))
+    channel = api.post("/api/v1/channels", json={"name": "moved", "kind": "webhook",
+                                                 "url": sink.url}).json()
+    tested = api.post(f"/api/v1/channels/{channel['id']}/test").json()
+    assert (tested["outcome"], tested["http_status"]) == ("permanent_error", 302)
+    assert other_sink.received == []
 
 
 # --- Input limits and headers --------------------------------------------------------------
@@ -263,12 +244,8 @@ def test_every_answer_carries_security_headers(server, api):
 
 def test_in_process_rate_counters_start_no_thread_per_hit_and_sweep_expired_ones(monkeypatch):
     """limits' MemoryStorage would start a timer thread 10 ms after a hit, all day long."""
-    import threading
 
-    from limits import parse
-    from limits.strategies import FixedWindowRateLimiter
 
-    from rate_limits import SweptMemoryStorage
 
     storage = SweptMemoryStorage()
     limiter = FixedWindowRateLimiter(storage)

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from app import create_app
-from database import db
-from tests.conftest import Client, LiveServer, make_key, migrate
+from tests.conftest import Client, close_app, make_key, migrate
+from tests.helpers import wait_until
 from utils.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,28 +19,24 @@ APPLICATIONS = 40
 
 
 def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_databases, sink,
-                                                                  tmp_path):
+                                                                  serve, tmp_path):
     url = postgres_databases.create()
     migrate(url)
     start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
     app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False, "LOG_FORMAT": "text",
                       "CLOCK": ManualClock(start), "SPOOL_DIR": str(tmp_path / "spool")})
-    live = LiveServer(app).start()
-    try:
-        api, anonymous = Client(live.url, make_key(app)), Client(live.url)
-        channel = api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
-                                                     "url": sink.url}).json()
-        uuids = []
-        for n in range(APPLICATIONS):
-            created = api.post("/api/v1/applications", json={
-                "name": f"job-{n}", "period_seconds": 60, "grace_seconds": 30,
-                "channels": [channel["id"]]}).json()
-            anonymous.get(f"/ping/{created['uuid']}")
-            uuids.append(created["uuid"])
-    finally:
-        live.stop()
-        with app.app_context():
-            db.engine.dispose()
+    live = serve(app)
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    channel = api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
+                                                 "url": sink.url}).json()
+    uuids = []
+    for n in range(APPLICATIONS):
+        created = api.post("/api/v1/applications", json={
+            "name": f"job-{n}", "period_seconds": 60, "grace_seconds": 30,
+            "channels": [channel["id"]]}).json()
+        anonymous.get(f"/ping/{created['uuid']}")
+        uuids.append(created["uuid"])
+    close_app(app)
 
     clock_file = tmp_path / "clock"
     clock_file.write_text((start + dt.timedelta(seconds=600)).isoformat())
@@ -54,12 +49,9 @@ def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_datab
                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                  stderr=log.open("wb")) for log in logs]
     try:
-        deadline = time.monotonic() + 60
-        while len(sink.received) < APPLICATIONS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(2)  # give any duplicate the chance to arrive
+        wait_until(lambda: len(sink.received) >= APPLICATIONS, 60, 0.1)
     finally:
-        for process in monitors:
+        for process in monitors:  # a clean stop: once they exit, nothing is in flight
             process.send_signal(signal.SIGTERM)
         exit_codes = [process.wait(30) for process in monitors]
 

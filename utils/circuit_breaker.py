@@ -4,7 +4,7 @@ What the package gets wrong for us, and what this wrapper does instead:
 - no locking, so in half-open every concurrent caller goes through (its issue #61):
   `allow()` lets exactly one probe through at a time;
 - an exception outside `expected_exception` counts as a success and resets the count:
-  here a permanent error neither counts nor resets;
+  here an error that `is_failure` does not count (a permanent one) neither counts nor resets;
 - `with cb:` and `cb.call()` skip the open check: here both check it;
 - it reads `time.monotonic()`: here time comes from the injected clock, so the state read by
   health and metrics moves from open to half-open by the clock, not on the next call.
@@ -15,32 +15,33 @@ import datetime as dt
 import threading
 from typing import Any, Callable
 
-from circuitbreaker import (STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker,
-                            CircuitBreakerError)
+from circuitbreaker import (
+    STATE_CLOSED,
+    STATE_HALF_OPEN,
+    STATE_OPEN,
+    CircuitBreaker,
+    CircuitBreakerError,
+)
 
-__all__ = ["Breaker", "BreakerRegistry", "CircuitBreakerError", "TransientError",
-           "STATE_CLOSED", "STATE_OPEN", "STATE_HALF_OPEN"]
+__all__ = ["Breaker", "BreakerRegistry", "CircuitBreakerError", "STATE_CLOSED", "STATE_OPEN",
+           "STATE_HALF_OPEN"]
 
 STATE_CODES = {STATE_CLOSED: 0, STATE_OPEN: 1, STATE_HALF_OPEN: 2}
+FailurePredicate = Callable[[BaseException], bool]
 
 
-class TransientError(Exception):
-    """A failure worth retrying (timeout, connection error, 5xx, 429); counts against a breaker."""
-
-    def __init__(self, message: str, *, retry_after_seconds: float | None = None,
-                 http_status: int | None = None):
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
-        self.http_status = http_status
+def _any_error(error: BaseException) -> bool:
+    return True
 
 
 class Breaker(CircuitBreaker):
     """A thread-safe breaker driven by an injected clock (seconds as a float)."""
 
     def __init__(self, name: str, failure_threshold: int, recovery_seconds: float,
-                 seconds: Callable[[], float]):
+                 seconds: Callable[[], float], is_failure: FailurePredicate = _any_error):
         super().__init__(failure_threshold=failure_threshold, recovery_timeout=recovery_seconds,
-                         expected_exception=TransientError, name=name)
+                         expected_exception=lambda error_type, error: is_failure(error),
+                         name=name)
         self._seconds = seconds
         self._lock = threading.Lock()
         self._probing = False
@@ -124,9 +125,11 @@ class Breaker(CircuitBreaker):
 class BreakerRegistry:
     """One breaker per destination, created on first use; health and metrics read it."""
 
-    def __init__(self, failure_threshold: int, recovery_seconds: float, clock: Any):
+    def __init__(self, failure_threshold: int, recovery_seconds: float, clock: Any,
+                 is_failure: FailurePredicate = _any_error):
         self.failure_threshold = failure_threshold
         self.recovery_seconds = recovery_seconds
+        self.is_failure = is_failure
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
         self._lock = threading.Lock()
@@ -141,7 +144,7 @@ class BreakerRegistry:
                 breaker = self._breakers.get(name)
                 if breaker is None:
                     breaker = Breaker(name, self.failure_threshold, self.recovery_seconds,
-                                      self._seconds)
+                                      self._seconds, self.is_failure)
                     self._breakers[name] = breaker
         return breaker
 

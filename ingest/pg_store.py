@@ -1,13 +1,13 @@
 """The ingest writer's PostgreSQL path: a batch of heartbeats in one or two round trips.
 
-The general path (heartbeat_monitor.write_heartbeats) goes through the ORM: about six round
+The general path (orm_store.write_heartbeats) goes through the ORM: about six round
 trips and a few milliseconds of CPU per batch, all of it in the one writer thread every request
 of a process waits on. This path keeps one connection of its own and sends
 
     BEGIN; EXECUTE lock_applications(uuids)                      -- SELECT … FOR UPDATE
     EXECUTE update_applications(…); EXECUTE insert_heartbeats(…); COMMIT
 
-with the same state rules (heartbeat_monitor.apply_heartbeat) applied in between. These
+with the same state rules (status_rules.apply_heartbeat) applied in between. These
 statements (and WRITE_OK_PINGS below) take the batch as parameters (the UUIDs as an array,
 the rows as JSON arrays of objects), so their text never changes with the batch size and they
 are prepared once per connection: PostgreSQL then spends nothing on parsing and planning them.
@@ -24,8 +24,8 @@ matches (another process changed it), nothing is written and the batch takes the
 trips.
 
 A batch in which some application crosses the up/down boundary (an incident opens or resolves,
-alerts are queued) is rolled back and left to the general path: that is rare, and it is where
-incidents and alerts are written.
+alerts are queued) is rolled back and left to the general path (`write` answers None): that is
+rare, and it is where incidents and alerts are written.
 """
 from __future__ import annotations
 
@@ -37,12 +37,16 @@ from typing import Any
 import psycopg2
 from psycopg2 import errors as pg_errors
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from database import utc_text
 from exceptions import HeartbeatNotFound
-from heartbeat_monitor import Signal, apply_heartbeat, heartbeat_view
+from ingest.signals import Signal, heartbeat_view
+from models import HEARTBEAT_COLUMNS as HEARTBEAT_COLUMN_NAMES
+from models import Heartbeat
 from schedule import next_deadline
+from status_rules import HeartbeatFacts, apply_heartbeat
 
 # What apply_heartbeat reads; what it only writes needs no reading.
 STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "grace_seconds",
@@ -54,11 +58,10 @@ CHANGED_COLUMNS = (("status", "varchar"), ("consecutive_failures", "integer"),
                    ("last_heartbeat_at", "timestamp"), ("last_start_at", "timestamp"),
                    ("last_start_rid", "varchar"), ("next_deadline_at", "timestamp"),
                    ("next_check_at", "timestamp"), ("updated_at", "timestamp"))
-HEARTBEAT_COLUMNS = (("uuid", "varchar"), ("application_id", "integer"), ("kind", "varchar"),
-                     ("exit_code", "integer"), ("message", "text"), ("duration_ms", "integer"),
-                     ("metadata", "json"), ("rid", "varchar"), ("source", "varchar"),
-                     ("remote_addr", "varchar"), ("user_agent", "varchar"),
-                     ("received_at", "timestamp"))
+# The heartbeat's columns with their PostgreSQL types, as json_to_recordset reads them.
+HEARTBEAT_COLUMNS = tuple(
+    (name, Heartbeat.__table__.c[name].type.compile(dialect=postgresql.dialect()))
+    for name in HEARTBEAT_COLUMN_NAMES)
 _TIMESTAMPS = {name for name, kind in CHANGED_COLUMNS if kind == "timestamp"}
 _READ_TIMESTAMPS = _TIMESTAMPS.intersection(STATE_COLUMNS)
 
@@ -137,7 +140,7 @@ STATEMENTS = (LOCK_APPLICATIONS, UPDATE_APPLICATIONS, INSERT_HEARTBEATS, WRITE_O
 MAX_KNOWN_SCHEDULES = 100_000
 
 
-class ApplicationState:
+class LockedApplication:
     """The columns of one locked application row that the state rules read and change."""
 
     __slots__ = STATE_COLUMNS + WRITTEN_ONLY
@@ -157,25 +160,10 @@ class ApplicationState:
         return changes
 
 
-class HeartbeatRow:
-    """A heartbeat as the state rules see it (duration_ms may be filled in)."""
-
-    __slots__ = ("kind", "received_at", "rid", "duration_ms")
-
-    def __init__(self, kind: str, received_at: dt.datetime, rid: str | None,
-                 duration_ms: int | None) -> None:
-        self.kind, self.received_at, self.rid, self.duration_ms = (kind, received_at, rid,
-                                                                   duration_ms)
-
-
 def _row(view: dict[str, Any]) -> dict[str, Any]:
     """A heartbeat's view (heartbeat_view) as the statements read it: its received_at as text.
     Keys a statement does not name are ignored by json_to_recordset."""
     return {**view, "received_at": utc_text(view["received_at"])}
-
-
-class NeedsGeneralPath(Exception):
-    """The batch changes some application across the up/down boundary."""
 
 
 class PostgresHeartbeatStore:
@@ -189,11 +177,12 @@ class PostgresHeartbeatStore:
         # schedule (expression, time zone) or (None, None) for a period, as then written.
         self._schedules: dict[str, tuple[str | None, str | None]] = {}
 
-    def write(self, items: list[tuple[str, Signal]]) -> list[Any]:
+    def write(self, items: list[tuple[str, Signal]]) -> list[Any] | None:
         """Results in the order of `items`: the heartbeat's view, or HeartbeatNotFound.
 
-        Raises NeedsGeneralPath (nothing written) when an incident would open or resolve, and
-        SQLAlchemy's DBAPIError subclasses for database errors, as the ORM path does.
+        None, with nothing written, when an incident would open or resolve: the general path
+        takes the batch. Database errors raise SQLAlchemy's DBAPIError subclasses, as the ORM
+        path does.
         """
         try:
             return self._write_any(items)
@@ -203,7 +192,7 @@ class PostgresHeartbeatStore:
             self.use_prepared = False
             return self._write_any(items)
 
-    def _write_any(self, items: list[tuple[str, Signal]]) -> list[Any]:
+    def _write_any(self, items: list[tuple[str, Signal]]) -> list[Any] | None:
         results = self._write_ok_pings(items)
         return self._write(items) if results is None else results
 
@@ -235,49 +224,51 @@ class PostgresHeartbeatStore:
             return None
         return views
 
-    def _write(self, items: list[tuple[str, Signal]]) -> list[Any]:
+    def _write(self, items: list[tuple[str, Signal]]) -> list[Any] | None:
         with self._cursor() as cursor:
             cursor.execute("BEGIN; " + self._statement_sql(LOCK_APPLICATIONS),
                            [sorted({uuid for uuid, _ in items})])
-            states = {row[1]: ApplicationState(row) for row in cursor.fetchall()}
+            applications = {row[1]: LockedApplication(row) for row in cursor.fetchall()}
             results: list[Any] = []
             heartbeats: list[dict[str, Any]] = []
-            changed: dict[int, ApplicationState] = {}
+            changed: dict[int, LockedApplication] = {}
             for application_uuid, signal in items:
-                state = states.get(application_uuid)
-                if state is None:
+                application = applications.get(application_uuid)
+                if application is None:
                     results.append(HeartbeatNotFound(application_uuid))
                     continue
-                heartbeat = HeartbeatRow(signal.kind, signal.received_at, signal.rid,
-                                         signal.duration_ms)
-                if apply_heartbeat(state, heartbeat) is not None:
-                    raise NeedsGeneralPath()
+                facts = HeartbeatFacts(signal.kind, signal.received_at, signal.rid,
+                                       signal.duration_ms)
+                if apply_heartbeat(application, facts) is not None:
+                    cursor.execute("ROLLBACK")
+                    return None
                 if signal.kind != "log":
-                    changed[state.id] = state
-                view = heartbeat_view(application_uuid, signal, heartbeat.duration_ms)
-                heartbeats.append({**_row(view), "application_id": state.id})
+                    changed[application.id] = application
+                view = heartbeat_view(application_uuid, signal, facts.duration_ms)
+                heartbeats.append({**_row(view), "application_id": application.id})
                 results.append(view)
             sql, parameters = [], []
             if changed:
                 sql.append(self._statement_sql(UPDATE_APPLICATIONS))
-                parameters.append(json.dumps([state.changes() for state in changed.values()]))
+                parameters.append(json.dumps([application.changes()
+                                              for application in changed.values()]))
             if heartbeats:
                 sql.append(self._statement_sql(INSERT_HEARTBEATS))
                 parameters.append(json.dumps(heartbeats))
             sql.append("COMMIT")
             cursor.execute("; ".join(sql), parameters)
-        self._remember_schedules(states.values())
+        self._remember_schedules(applications.values())
         return results
 
-    def _remember_schedules(self, states) -> None:
+    def _remember_schedules(self, applications) -> None:
         if len(self._schedules) > MAX_KNOWN_SCHEDULES:
             self._schedules.clear()
-        for state in states:
-            if state.status != "down" and state.last_start_at is None:
-                self._schedules[state.uuid] = (state.cron, state.timezone) if state.cron \
-                    else (None, None)
+        for application in applications:
+            if application.status != "down" and application.last_start_at is None:
+                self._schedules[application.uuid] = (
+                    (application.cron, application.timezone) if application.cron else (None, None))
             else:
-                self._schedules.pop(state.uuid, None)
+                self._schedules.pop(application.uuid, None)
 
     def close(self) -> None:
         if self._connection is not None:

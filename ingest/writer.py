@@ -1,4 +1,4 @@
-"""Heartbeat ingest: group commit when the database answers, the local spool when it does not.
+"""The ingest writer: group commit when the database answers, the local spool when it does not.
 
 Requests hand their heartbeat to one writer thread per process, which waits
 INGEST_BATCH_WINDOW_SECONDS for more, writes everything that arrived in one transaction (on
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import datetime as dt
 import logging
 import threading
 from collections import Counter, deque
@@ -21,13 +20,12 @@ from typing import Any
 
 from flask import Flask
 
-from config import runtime
 from database import db, is_connection_error
-from exceptions import HeartbeatNotFound, ServiceUnavailable
-from heartbeat_monitor import Signal, heartbeat_view, write_heartbeats
-from heartbeat_store import NeedsGeneralPath, PostgresHeartbeatStore
+from exceptions import ServiceUnavailable
+from ingest.orm_store import write_heartbeats
+from ingest.pg_store import PostgresHeartbeatStore
+from ingest.signals import Signal, heartbeat_view
 from monitoring import metrics
-from monitoring.error_tracking import replay_error_records
 from spool import Spool, SpoolFull
 from utils.circuit_breaker import Breaker
 from utils.retry import call_with_retries
@@ -184,20 +182,19 @@ class HeartbeatWriter:
         self._wake(batch[0])
 
     def store_batch(self, items: list[tuple[str, Signal]], replay: bool = False) -> list[Any]:
-        """On PostgreSQL, the two-round-trip path first; the ORM path for everything else."""
+        """On PostgreSQL, the one- or two-round-trip path first; the ORM path for the rest (an
+        incident opens or resolves in the batch, a replay, SQLite)."""
         if self._store is None:
             with self.app.app_context():
                 if db.engine.dialect.name == "postgresql":
                     self._store = PostgresHeartbeatStore(db.engine)
                 else:
                     self._store = False
-        if self._store and not replay:
-            try:
-                return self._store.write(items)
-            except NeedsGeneralPath:
-                pass  # an incident opens or resolves in this batch
+        results = self._store.write(items) if self._store and not replay else None
+        if results is not None:
+            return results
         with self.app.app_context():
-            return _write_batch(items, replay=replay)
+            return write_heartbeats(items, replay=replay)
 
     def _write_one(self, item: tuple[str, Signal]) -> Any:
         try:
@@ -212,63 +209,3 @@ class HeartbeatWriter:
             self._wakeup.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_seconds)
-
-
-def _write_batch(items: list[tuple[str, Signal]], replay: bool = False) -> list[Any]:
-    """write_heartbeats, leaving the session clean when it fails."""
-    try:
-        return write_heartbeats(items, replay=replay)
-    except Exception:
-        db.session.rollback()
-        raise
-
-
-def signal_from_record(record: dict[str, Any]) -> tuple[str, Signal]:
-    fields = {name: record.get(name) for name in (
-        "kind", "exit_code", "duration_ms", "metadata", "rid", "remote_addr", "user_agent",
-        "uuid")}
-    signal = Signal(received_at=dt.datetime.fromisoformat(record["received_at"]),
-                    message=record.get("message") or "", source=record.get("source") or "ping",
-                    **fields)
-    return record["application_uuid"], signal
-
-
-def replay_heartbeats(spool: Spool) -> int:
-    """Store every spooled heartbeat, oldest first, once; unknown UUIDs are dropped.
-
-    A record the database refuses for a reason other than being unreachable is set aside in
-    the spool's `.rejected` file, so it cannot block every later replay.
-    """
-    def store(records: list[dict[str, Any]]) -> None:
-        try:
-            _store_records(records)
-        except Exception as error:
-            if is_connection_error(error):
-                raise  # the database went away again: the file stays for the next replay
-            for record in records:
-                try:
-                    _store_records([record])
-                except Exception as refused:
-                    if is_connection_error(refused):
-                        raise
-                    log.error("set aside a spooled heartbeat the database refuses (%s)",
-                              type(refused).__name__)
-                    spool.set_aside(record)
-    return spool.replay(store)
-
-
-def _store_records(records: list[dict[str, Any]]) -> None:
-    items = [signal_from_record(record) for record in records]
-    for (application_uuid, _), result in zip(items, _write_batch(items, replay=True)):
-        if isinstance(result, HeartbeatNotFound):
-            log.info("dropped a spooled heartbeat for unknown application %s", application_uuid)
-
-
-def replay_spools(now: dt.datetime) -> None:
-    """Store what was spooled while the database was down, before any deadline is judged."""
-    state = runtime()
-    if not state.heartbeat_spool.is_empty():
-        count = replay_heartbeats(state.heartbeat_spool)
-        log.info("replayed %d spooled heartbeats", count)
-    if not state.error_spool.is_empty():
-        state.error_spool.replay(replay_error_records)
