@@ -70,7 +70,7 @@ def nothing_stored_unless_accepted(sent: list[Sent], facts: Facts) -> list[str]:
         if request.cut_off and count:
             found.append(f"cut-off body stored as a complete heartbeat: {_where(request)}")
         elif request.status is not None and not request.answered_2xx and count:
-            found.append(f"answered {request.status} {request.code} yet stored "
+            found.append(f"answered {request.answer} yet stored "
                          f"{count} time(s): {_where(request)}")
         elif request.status is None and count > 1:
             found.append(f"no answer ({request.error}), stored {count} times: "
@@ -92,10 +92,10 @@ def only_documented_errors(sent: list[Sent], facts: Facts) -> list[str]:
             continue
         codes = DOCUMENTED_REFUSALS.get(request.status)
         if codes is None:
-            found.append(f"answered {request.status} {request.code}: {_where(request)}")
+            found.append(f"answered {request.answer}: {_where(request)}")
         elif (request.code not in codes and not request.form.startswith("HEAD")) \
                 or not (request.retry_after or "").isdigit():
-            found.append(f"answered {request.status} {request.code} with Retry-After "
+            found.append(f"answered {request.answer} with Retry-After "
                          f"{request.retry_after!r}: {_where(request)}")
     return found
 

@@ -88,15 +88,16 @@ def plan_faults(rng: random.Random, load_seconds: float, sinks: list[str], *,
         at = fault.at + fault.seconds + rng.uniform(*gap_seconds)
 
 
-def fault_in_effect(faults: list[Fault], moment: float) -> str | None:
-    """The fault acting on requests at `moment` (a kill: for the second after it), if any;
-    sink faults act on deliveries, not requests."""
+def fault_in_effect(faults: list[Fault], sent_at: float, answered_at: float) -> str | None:
+    """The fault that acted while a request was in flight (a kill: for the second after it),
+    if any; sink faults act on deliveries, not requests."""
     numbers: dict[str, int] = {}
     for fault in faults:
         numbers[fault.kind] = numbers.get(fault.kind, 0) + 1
         if fault.started is None or fault.kind.startswith("sink_"):
             continue
-        if fault.started <= moment <= max(fault.ended or fault.started, fault.started + 1):
+        if fault.started <= answered_at and sent_at <= max(fault.ended or fault.started,
+                                                           fault.started + 1):
             return f"{fault.kind} #{numbers[fault.kind]} (+{fault.started:.1f} s)"
     return None
 

@@ -50,6 +50,15 @@ class Sent:
     def answered_2xx(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def answer(self) -> str:
+        """What the client saw, e.g. "200", "503 SERVICE_UNAVAILABLE", "no answer (Timeout)"."""
+        if self.cut_off:
+            return "cut off by the client"
+        if self.status is None:
+            return f"no answer ({self.error})"
+        return f"{self.status} {self.code}" if self.code else str(self.status)
+
 
 NOT_AN_ENVELOPE = "NOT_AN_ENVELOPE"
 

@@ -21,14 +21,6 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _answer(request: Sent) -> str:
-    if request.cut_off:
-        return "cut off by the client"
-    if request.status is None:
-        return f"no answer ({request.error})"
-    return f"{request.status} {request.code}" if request.code else str(request.status)
-
-
 def summarize(sent: list[Sent], facts: Facts, verdict: Verdict, faults: list[Fault],
               run: dict[str, Any]) -> dict[str, Any]:
     heartbeats = [request for request in sent if request.kind is not None]
@@ -49,11 +41,11 @@ def summarize(sent: list[Sent], facts: Facts, verdict: Verdict, faults: list[Fau
     return {
         "run": run,
         "heartbeats_sent": len(heartbeats),
-        "heartbeats_by_answer": dict(collections.Counter(map(_answer, heartbeats))
+        "heartbeats_by_answer": dict(collections.Counter(r.answer for r in heartbeats)
                                      .most_common()),
         "heartbeats_by_form": dict(collections.Counter(r.form for r in heartbeats)
                                    .most_common()),
-        "management_reads_by_answer": dict(collections.Counter(map(_answer, reads))
+        "management_reads_by_answer": dict(collections.Counter(r.answer for r in reads)
                                            .most_common()),
         "faults_by_kind": {kind: count for kind in FAULT_KINDS if (count := sum(
             1 for fault in faults if fault.kind == kind and fault.started is not None

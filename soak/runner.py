@@ -201,7 +201,7 @@ class Soak:
         finally:
             connection.close()
         for sent in load.sent:
-            sent.during = fault_in_effect(plan, sent.at)
+            sent.during = fault_in_effect(plan, sent.at, sent.at + sent.seconds)
         verdict = check(load.sent, facts)
         summary = summarize(load.sent, facts, verdict, plan, {
             "minutes": self.options.minutes, "seed": self.options.seed,
