@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test bench bench-deps monitor system-test-deps clean
+.PHONY: run test soak bench bench-deps monitor system-test-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ monitor: $(VENV)/.requirements
 
 test: $(VENV)/.requirements-dev system-test-deps
 	$(BIN)/python -m pytest
+
+# The chaos soak, not part of `make test`: 5 minutes of load under injected faults, then an
+# invariant check (README, "What happens when things fail"). Needs root for its spool disk.
+# `make soak SOAK_ARGS="--minutes 10"`, `make soak SOAK_ARGS=--short` (a 1.5-minute smoke run).
+soak: $(VENV)/.requirements-dev
+	$(BIN)/python -m soak $(SOAK_ARGS)
 
 bench: $(VENV)/.requirements-dev bench-deps
 	$(BIN)/python bench/run_all.py

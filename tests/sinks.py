@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
@@ -17,12 +17,14 @@ class HttpSink:
     """Records every request; answers each with the next scripted behaviour, then `default`.
 
     A behaviour is a status code, or a dict {"status": int, "headers": {...}, "hang": seconds}.
+    `answered` counts the answers given by status, and "hang" for each request that hung.
     """
 
     def __init__(self, default=200):
         self.default = default
         self.script: deque = deque()
         self.received: list[dict] = []
+        self.answered: Counter = Counter()
         self.lock = threading.Lock()
         self.release = threading.Event()
         sink = self
@@ -37,7 +39,10 @@ class HttpSink:
                     return
                 with sink.lock:
                     behaviour = sink.script.popleft() if sink.script else sink.default
-                behaviour = behaviour if isinstance(behaviour, dict) else {"status": behaviour}
+                    behaviour = behaviour if isinstance(behaviour, dict) else {"status": behaviour}
+                    sink.answered[behaviour["status"]] += 1
+                    if behaviour.get("hang"):
+                        sink.answered["hang"] += 1
                 if behaviour.get("hang"):
                     sink.release.wait(behaviour["hang"])
                 status = behaviour["status"]
@@ -47,12 +52,15 @@ class HttpSink:
                                               "json": json.loads(body or b"null"),
                                               "at": time.monotonic()})
                 reply = b'{"ok": true}'
-                self.send_response(status)
-                for name, value in behaviour.get("headers", {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                try:
+                    self.send_response(status)
+                    for name, value in behaviour.get("headers", {}).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up waiting (a hang past its timeout)
 
             def log_message(self, *args):
                 pass
