@@ -1,7 +1,7 @@
 """Target 3: 10,000 queued alerts delivered to a local HTTP sink after it recovers.
 
 The sink (bench/sink.py, its own process) answers 503 at first, so the channels' breakers
-open; then it recovers and the clock starts. The service's Deliverer (alert_manager) runs as
+open; then it recovers and the clock starts. The service's Deliverer (delivery.py) runs as
 in production, its loop in a thread, until the sink has every alert. Baseline: the same sink
 fed the same number of posts by as many plain posters as the Deliverer may have in flight
 (ALERT_CONCURRENCY_PER_KIND), in the same run: with urllib3, which the Deliverer's senders use

@@ -4,7 +4,7 @@ two round trips, side by side on the same connection settings and database.
     .venv/bin/python bench/store_cost.py [--batches 3000] [--size 4] [--rounds 2]
 
 Writes `--batches` batches of `--size` plain pings to 200 applications through
-heartbeat_store.PostgresHeartbeatStore, alternating the two paths round after round, and
+ingest/pg_store.PostgresHeartbeatStore, alternating the two paths round after round, and
 prints per batch: wall time, CPU of this process (the writer's share) and CPU of the
 PostgreSQL backend serving the connection (from /proc). No HTTP, no threads: the cost of the
 write alone.
