@@ -1,6 +1,7 @@
 """§7: rate limits, webhook targets, input limits and security headers, over real HTTP."""
 from __future__ import annotations
 
+import time
 import uuid as uuid_lib
 
 import pytest
@@ -9,7 +10,9 @@ from sqlalchemy import select
 from app import create_app
 from database import db
 from models import Alert, Channel
+from rate_limits import STORE_TIMEOUT_SECONDS
 from tests.conftest import Client, LiveServer, close_app, make_key
+from tests.faults import ChaosProxy
 from tests.helpers import assert_envelope
 from tests.sinks import HttpSink
 
@@ -140,6 +143,25 @@ def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down
     uuid = new_application(api)
     assert [anonymous.get(f"/ping/{uuid}").status_code for _ in range(3)] == [200] * 3
     assert_rate_limited(anonymous.get(f"/ping/{uuid}"))  # counted in memory meanwhile
+
+
+def test_a_rate_limit_store_that_stops_answering_delays_pings_by_its_timeout_only(serve):
+    proxy = ChaosProxy("127.0.0.1", 6379)
+    try:
+        app, live = serve(RATE_LIMIT_STORAGE_URL=f"redis://127.0.0.1:{proxy.port}/15")
+        api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+        uuid = new_application(api)
+        assert anonymous.get(f"/ping/{uuid}").status_code == 200  # connected to the store
+        proxy.stall()  # a link cut on the way: nothing answers, nothing is refused either
+        started = time.monotonic()
+        statuses = [anonymous.get(f"/ping/{uuid}", timeout=10).status_code for _ in range(3)]
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert statuses == [200] * 3
+    # One wait of STORE_TIMEOUT_SECONDS (1 s), then counted in memory; without a timeout the
+    # first ping would wait for TCP to give up.
+    assert elapsed < STORE_TIMEOUT_SECONDS + 4
 
 
 # --- Webhook targets -----------------------------------------------------------------------
