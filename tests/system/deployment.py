@@ -40,10 +40,10 @@ HOST_SETTINGS = {
 class Deployment:
     """The hosts and the processes on them."""
 
-    def __init__(self, run: Run, logs: Path):
+    def __init__(self, run: Run):
         self.run = run
-        self.logs = logs
-        network = self.network = Network(run, logs)
+        self.logs = run.logs
+        network = self.network = Network(run)
         self.db = network.add_host("db", back=10)
         self.app1 = network.add_host("app1", front=11, back=11)
         self.app2 = network.add_host("app2", front=12, back=12)
@@ -114,7 +114,7 @@ class Deployment:
                    self.host_env(host))
 
     def monitor_running(self, host: Host) -> bool:
-        log = host.logs / f"{host.name}-monitor.log"
+        log = self.logs / f"{host.name}-monitor.log"
         return log.exists() and "monitor running" in log.read_text(errors="replace")
 
     def query(self, sql: str, parameters: tuple = ()) -> list[tuple]:

@@ -3,7 +3,9 @@
 A run owns a directory under RUNS_DIR and holds an exclusive lock on it while it lives. Its
 namespaces are named after it (`hbst-<run>-<host>`) and its addresses exist only inside them,
 so runs side by side never meet. A run directory found unlocked belongs to a run that crashed:
-its processes are killed, its namespaces deleted and its directory removed.
+its processes are killed, its namespaces deleted and its directory removed. Each process's
+output, and any file the test keeps for reading afterwards, goes to the run's `logs` folder,
+which `close()` copies out before removing the rest.
 
 Topology: a `switch` namespace holds two bridges, `front` (clients, app servers, monitors, the
 alert sink) and `back` (app servers, monitors, the database host). Each host has one veth pair
@@ -94,24 +96,30 @@ class Run:
             clean_stale_runs()
             self.directory.mkdir()
             self.directory.chmod(0o755)  # the PostgreSQL server runs as `postgres`
+            self.logs = self.directory / "logs"
+            self.logs.mkdir()
             self._lock = os.open(self.directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     def namespace(self, host: str) -> str:
         return f"{NAMESPACE_PREFIX}{self.id}-{host}"
 
-    def close(self) -> None:
-        remove_run(self.id)
+    def close(self, keep_logs_in: Path) -> None:
+        """Remove the run; its logs replace what `keep_logs_in` held."""
+        remove_run(self.id, keep_logs_in)
         os.close(self._lock)
 
 
-def remove_run(run_id: str) -> None:
+def remove_run(run_id: str, keep_logs_in: Path | None = None) -> None:
     """Kill the run's processes, delete its namespaces, remove its directory."""
     owned = [name for name in namespaces() if name.startswith(f"{NAMESPACE_PREFIX}{run_id}-")]
     for namespace in owned:
         kill_namespace_processes(namespace)
     for namespace in owned:
         ip("netns", "delete", namespace)
+    if keep_logs_in is not None:
+        shutil.rmtree(keep_logs_in, ignore_errors=True)
+        shutil.copytree(RUNS_DIR / run_id / "logs", keep_logs_in)
     shutil.rmtree(RUNS_DIR / run_id, ignore_errors=True)
 
 
@@ -134,11 +142,10 @@ def clean_stale_runs() -> None:
 class Host:
     """A network namespace with an address on each of its networks, and its processes."""
 
-    def __init__(self, run: Run, name: str, logs: Path):
+    def __init__(self, run: Run, name: str):
         self.run = run
         self.name = name
         self.namespace = run.namespace(name)
-        self.logs = logs
         self.addresses: dict[str, str] = {}
         self.processes: list[subprocess.Popen] = []
 
@@ -149,7 +156,7 @@ class Host:
               user: str | None = None) -> subprocess.Popen:
         """Start a process inside this host; its output goes to `<host>-<log_name>.log`."""
         prefix = ["runuser", "-u", user, "--"] if user else []
-        log = (self.logs / f"{self.name}-{log_name}.log").open("ab")
+        log = (self.run.logs / f"{self.name}-{log_name}.log").open("ab")
         process = subprocess.Popen(["ip", "netns", "exec", self.namespace, *prefix, *argv],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()  # the child holds its own copy
@@ -167,9 +174,8 @@ class Host:
 class Network:
     """The run's switch and hosts; `cut` and `restore` one host's link at the switch."""
 
-    def __init__(self, run: Run, logs: Path):
+    def __init__(self, run: Run):
         self.run = run
-        self.logs = logs
         self.switch = run.namespace("switch")
         ip("netns", "add", self.switch)
         for bridge in SUBNETS:
@@ -178,7 +184,7 @@ class Network:
 
     def add_host(self, name: str, **octets: int) -> Host:
         """A host with an address ending in `octet` on each network named: front=11, back=11."""
-        host = Host(self.run, name, self.logs)
+        host = Host(self.run, name)
         ip("netns", "add", host.namespace)
         ip("-n", host.namespace, "link", "set", "lo", "up")
         for network, octet in octets.items():

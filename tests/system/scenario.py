@@ -242,7 +242,7 @@ class Timeline:
         incidents = [dict(zip(("application", "name", "id", "reason", "started_at", "resolved"),
                               row)) for row in query(
             "SELECT a.uuid, a.name, i.id, i.reason, i.started_at, i.resolved_at IS NOT NULL "
-            "FROM incidents i JOIN applications a ON a.id = i.application_id")]
+            "FROM incidents i JOIN applications a ON a.id = i.application_id ORDER BY i.id")]
         alerts = [dict(zip(("uuid", "event", "state", "incident_id", "application"), row))
                   for row in query("SELECT al.uuid, al.event, al.state, al.incident_id, a.uuid "
                                    "FROM alerts al JOIN applications a "
@@ -264,6 +264,10 @@ def counted_figures(outcome: Outcome) -> dict:
         "slowest_answer_seconds": max(a["seconds"] for a in outcome.attempts),
         "heartbeats_stored": sum(outcome.stored_by_user_agent.values()),
         "alerts": len(outcome.alerts),
+        "silent_applications_down_twice": sorted(
+            name for name, n in Counter(i["name"] for i in outcome.incidents
+                                        if i["application"] in outcome.fleet.silent).items()
+            if n > 1),
         "alerts_resent_after_seconds": [round(times[-1] - times[0], 1)
                                         for times in arrivals.values() if len(times) > 1],
         "flood_answers": dict(Counter(str(a["status"]) for a in outcome.flood_attempts)),
