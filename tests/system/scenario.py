@@ -52,7 +52,7 @@ class Outcome:
     flood_attempts: list[dict]
     deliveries: list[dict]  # every request the sink received
     stored_by_user_agent: Counter
-    incidents: list[dict]  # application, resolved
+    incidents: list[dict]  # oldest first: application, name, id, reason, started_at, resolved
     alerts: list[dict]  # uuid, event, state, incident_id, application
     figures: dict
 
