@@ -1,10 +1,11 @@
-# Heartbeat Monitor. `make run` serves on SQLite; `make test` runs the whole suite.
+# Heartbeat Monitor. `make run` serves on SQLite; `make test` runs the suite; `make system-test`
+# runs the several-hosts test (as root).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test soak bench bench-deps monitor system-test-deps clean
+.PHONY: run test system-test soak bench bench-deps monitor browser-deps hosts-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,13 @@ run: $(VENV)/.requirements
 monitor: $(VENV)/.requirements
 	$(BIN)/flask monitor
 
-test: $(VENV)/.requirements-dev system-test-deps
-	$(BIN)/python -m pytest
+# The system test (tests/system) runs apart: `make system-test`; CI runs both.
+test: $(VENV)/.requirements-dev browser-deps
+	$(BIN)/python -m pytest --ignore=tests/system
+
+# Several hosts in network namespaces on this machine (tests/system); needs root.
+system-test: $(VENV)/.requirements-dev hosts-deps
+	$(BIN)/python -m pytest tests/system
 
 # The chaos soak, not part of `make test`: 5 minutes of load under injected faults, then an
 # invariant check (README, "What happens when things fail"). Needs root for its spool disk.
@@ -42,9 +48,16 @@ bench-deps:
 	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 
 # Debian packages the end-to-end tests drive (headless Chromium); installed once.
-system-test-deps:
+browser-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update && apt-get install -y chromium chromium-driver)
+
+# Debian packages the system test's hosts run: iproute2 (network namespaces), a PostgreSQL
+# server of their own and Redis; installed once.
+hosts-deps:
+	@command -v ip >/dev/null && command -v redis-server >/dev/null && \
+		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update && apt-get install -y iproute2 postgresql redis-server)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,10 +8,10 @@
 
 Fixed windows: one counter per key and window, cheap in memory and in Redis. `memory://`
 counts in each process; with several workers or instances use a shared store such as
-`redis://127.0.0.1:6379/0`. When that store is unreachable requests are let through and counted
-per process until it answers again: a monitor must not refuse heartbeats because its
-rate-limit store is down. Over a limit: 429 `RATE_LIMITED` with `Retry-After`; other answers
-carry no rate-limit headers.
+`redis://127.0.0.1:6379/0`. When that store is unreachable, or does not answer within
+STORE_TIMEOUT_SECONDS, requests are let through and counted per process until it answers
+again: a monitor must not refuse heartbeats because its rate-limit store is down. Over a limit:
+429 `RATE_LIMITED` with `Retry-After`; other answers carry no rate-limit headers.
 
 `limits` is used directly rather than through Flask-Limiter: heartbeats are the hot path, and
 Flask-Limiter's per-request resolution of decorated limits cost more than the rest of a ping.
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_ENDPOINTS = {"ping.ping", "api.create_heartbeat"}
 LOGIN_ENDPOINT = "dashboard.login_submit"
 STORE_RETRY_SECONDS = 5.0
+STORE_TIMEOUT_SECONDS = 1.0
 NAMESPACE = "hbmon"
 
 
@@ -66,8 +67,18 @@ class SweptMemoryStorage(MemoryStorage):
 
 
 def counter_storage(url: str):
-    """The store a storage URL names; `memory://` is counted in this process."""
-    return SweptMemoryStorage() if url.startswith("memory://") else storage_from_string(url)
+    """The store a storage URL names; `memory://` is counted in this process.
+
+    Redis is given STORE_TIMEOUT_SECONDS to connect and to answer (a `socket_timeout` or
+    `socket_connect_timeout` in the URL's query wins): without one, a Redis behind a cut or
+    stalled link would hold every request until TCP gave up, minutes later.
+    """
+    if url.startswith("memory://"):
+        return SweptMemoryStorage()
+    if url.startswith("redis"):
+        return storage_from_string(url, socket_timeout=STORE_TIMEOUT_SECONDS,
+                                   socket_connect_timeout=STORE_TIMEOUT_SECONDS)
+    return storage_from_string(url)
 
 
 def client_address() -> str:

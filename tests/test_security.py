@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid as uuid_lib
 
 import pytest
@@ -11,8 +12,9 @@ from sqlalchemy import select
 
 from database import db
 from models import Alert, Channel
-from rate_limits import SweptMemoryStorage
+from rate_limits import STORE_TIMEOUT_SECONDS, SweptMemoryStorage
 from tests.conftest import Client, make_key
+from tests.faults import ChaosProxy
 from tests.helpers import assert_envelope
 
 PUBLIC_ADDRESS = "93.184.216.34"  # an IP literal: no DNS lookup needed to accept it
@@ -125,6 +127,25 @@ def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down
     uuid = new_application(api)
     assert [anonymous.get(f"/ping/{uuid}").status_code for _ in range(3)] == [200] * 3
     assert_rate_limited(anonymous.get(f"/ping/{uuid}"))  # counted in memory meanwhile
+
+
+def test_a_rate_limit_store_that_stops_answering_delays_pings_by_its_timeout_only(served_app):
+    proxy = ChaosProxy("127.0.0.1", 6379)
+    try:
+        app, live = served_app(RATE_LIMIT_STORAGE_URL=f"redis://127.0.0.1:{proxy.port}/15")
+        api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+        uuid = new_application(api)
+        assert anonymous.get(f"/ping/{uuid}").status_code == 200  # connected to the store
+        proxy.stall()  # a link cut on the way: nothing answers, nothing is refused either
+        started = time.monotonic()
+        statuses = [anonymous.get(f"/ping/{uuid}", timeout=10).status_code for _ in range(3)]
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert statuses == [200] * 3
+    # One wait of STORE_TIMEOUT_SECONDS (1 s), then counted in memory; without a timeout the
+    # first ping would wait for TCP to give up.
+    assert elapsed < STORE_TIMEOUT_SECONDS + 4
 
 
 # --- Webhook targets -----------------------------------------------------------------------
