@@ -41,6 +41,7 @@ from utils.clock import utc_iso
 from utils.pagination import decode_cursor, encode_cursor
 from utils.retry import backoff_seconds
 from utils.ssrf_guard import ForbiddenTarget, guarded_pool_manager
+from utils.webhook_headers import deliverable_headers
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class Senders:
     def _post(self, channel: Channel | Target, alert_uuid: str, body_json: dict[str, Any],
               signed: bool) -> int:
         body = json.dumps(body_json, separators=(",", ":")).encode()
-        headers = {**(channel.headers or {}), "User-Agent": USER_AGENT,
+        headers = {**deliverable_headers(channel.headers), "User-Agent": USER_AGENT,
                    "Content-Type": "application/json", "Idempotency-Key": alert_uuid}
         if signed and channel.secret:
             digest = hmac.new(channel.secret.encode(), body, hashlib.sha256).hexdigest()
