@@ -30,7 +30,7 @@ from ping_fast_path import PingFastPath, raise_carried_error
 from rate_limits import init_rate_limits
 from routes import api_bp, ping_bp
 from security import install_security
-from spool import Spool
+from spool import HEARTBEAT_RESERVE_BYTES, Spool
 from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
 from utils.request_id import assign_request_id, current_request_id
@@ -90,7 +90,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # The database's own breaker runs on real time: it paces retries of real I/O.
     runtime.db_breaker = Breaker("database", 1, settings.DB_RETRY_SECONDS, time.monotonic)
     runtime.heartbeat_spool = Spool(settings.SPOOL_DIR, "heartbeats", settings.SPOOL_MAX_BYTES)
-    runtime.error_spool = Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES)
+    # Error records may use an eighth of the cap and never the disk's last MiB: heartbeats first.
+    runtime.error_spool = Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES // 8,
+                                keep_free_bytes=HEARTBEAT_RESERVE_BYTES)
     runtime.writer = HeartbeatWriter(app, runtime.heartbeat_spool, runtime.db_breaker,
                                      settings.INGEST_TIMEOUT_SECONDS,
                                      settings.INGEST_BATCH_WINDOW_SECONDS)
