@@ -8,9 +8,10 @@
 
 Fixed windows: one counter per key and window, cheap in memory and in Redis. `memory://`
 counts in each process; with several workers or instances use a shared store such as
-`redis://127.0.0.1:6379/0`. When that store is unreachable requests are let through and counted
-per process until it answers again: a monitor must not refuse heartbeats because its
-rate-limit store is down. Over a limit: 429 `RATE_LIMITED` with `Retry-After`; other answers
+`redis://127.0.0.1:6379/0`. When that store is unreachable, or does not answer within
+STORE_TIMEOUT_SECONDS, requests are let through and counted per process for
+STORE_RETRY_SECONDS, then the store is tried again: a monitor must not refuse heartbeats, nor
+answer them slowly, because its rate-limit store is down or hung. Over a limit: 429 `RATE_LIMITED` with `Retry-After`; other answers
 carry no rate-limit headers.
 
 `limits` is used directly rather than through Flask-Limiter: heartbeats are the hot path, and
@@ -26,6 +27,8 @@ from flask import Flask, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from auth import key_prefix, presented_key
 from config import Settings
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_ENDPOINTS = {"ping.ping", "api.create_heartbeat"}
 LOGIN_ENDPOINT = "dashboard.login_submit"
 STORE_RETRY_SECONDS = 5.0
+STORE_TIMEOUT_SECONDS = 0.08
 NAMESPACE = "hbmon"
 
 
@@ -66,8 +70,19 @@ class SweptMemoryStorage(MemoryStorage):
 
 
 def counter_storage(url: str):
-    """The store a storage URL names; `memory://` is counted in this process."""
-    return SweptMemoryStorage() if url.startswith("memory://") else storage_from_string(url)
+    """The store a storage URL names; `memory://` is counted in this process.
+
+    A Redis store gets short socket timeouts and no retries of its own: a store that accepts
+    connections and never answers costs a request at most STORE_TIMEOUT_SECONDS (connect,
+    then one read) before the request is let through (fail-open, see hit()).
+    """
+    if url.startswith("memory://"):
+        return SweptMemoryStorage()
+    if url.startswith(("redis://", "rediss://", "redis+unix://")):
+        return storage_from_string(url, socket_timeout=STORE_TIMEOUT_SECONDS / 2,
+                                   socket_connect_timeout=STORE_TIMEOUT_SECONDS / 2,
+                                   retry=Retry(NoBackoff(), 0), health_check_interval=0)
+    return storage_from_string(url)
 
 
 def client_address() -> str:
