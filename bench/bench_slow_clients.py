@@ -1,0 +1,118 @@
+"""Slow clients against pings, and ping throughput, for each gunicorn worker class.
+
+Each class is served as production runs it (gunicorn.conf.py, 2 workers; gthread with 8
+threads, sync with one) against PostgreSQL, one after another:
+
+1. throughput: wrk pings 200 applications with 16 connections (as bench_ingest.py), and a
+   hello-world app under the same class, for the ratio;
+2. slow clients: 200 connections each send a ping's headers declaring a 1,000-byte body and
+   3 bytes of it, then hold still; meanwhile 8 clients send 200 bodyless pings, each on a new
+   connection (curl from cron), with a 3 s timeout. The same pings without slow clients are
+   the baseline.
+
+Target: with the production class, 200 slow connections open, pings answered with p99 <
+100 ms and none failing.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from bench_ingest import application_uuid_file, run_wrk, service_environment
+from common import bench_database, gunicorn, machine, median, report, scratch_dir
+from tests.faults import SlowClients, timed_ping
+
+SLOW_CONNECTIONS = 200
+PINGS = 200
+PING_CLIENTS = 8
+PING_TIMEOUT_SECONDS = 3.0
+CLASSES = {"sync": 1, "gthread": 8, "gevent": 1}  # worker class: threads per worker
+PRODUCTION_CLASS = "gevent"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def wait_until_served(port: int, path: str) -> None:
+    """gunicorn listens before its workers have loaded the app: wait for a first answer."""
+    for _ in range(60):
+        status, _ = timed_ping(port, path, 30)
+        if status is not None:
+            return
+    raise RuntimeError("the server never answered")
+
+
+def ping_latencies(port: int, uuids: list[str]) -> tuple[list[float], int]:
+    """Seconds of each answered ping and the number that failed or timed out."""
+    with ThreadPoolExecutor(PING_CLIENTS) as pool:
+        results = list(pool.map(lambda n: timed_ping(port, uuids[n % len(uuids)],
+                                                     PING_TIMEOUT_SECONDS), range(PINGS)))
+    answered = [seconds for status, seconds in results if status == 200]
+    return answered, len(results) - len(answered)
+
+
+def describe(latencies: list[float], failed: int) -> str:
+    if not latencies:
+        return f"0/{PINGS} answered"
+    return (f"{len(latencies)}/{PINGS} answered, p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, failed {failed}")
+
+
+def main() -> bool:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk seconds per run")
+    parser.add_argument("--classes", default=",".join(CLASSES))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install -y wrk; `make bench` does it)")
+    print(f"slow clients: {machine()}; gunicorn -c gunicorn.conf.py --workers 2 "
+          f"--worker-class C; wrk -t2 -c16 {args.seconds} s; {SLOW_CONNECTIONS} slow "
+          f"connections, {PINGS} pings from {PING_CLIENTS} clients", flush=True)
+    passed = True
+    with bench_database() as database_url, scratch_dir() as scratch:
+        uuid_file = application_uuid_file(database_url, scratch)
+        uuids = open(uuid_file).read().split()
+        for worker_class in args.classes.split(","):
+            threads = CLASSES[worker_class]
+            served = ["--keep-alive", "0", "--worker-class", worker_class]
+            environment = service_environment(database_url, scratch, name=worker_class)
+            log_path = scratch / f"gunicorn-{worker_class}.log"
+            with gunicorn("hello:app", environment, 2, threads, log_path, pythonpath="bench",
+                          extra_args=served) as (hello_port, _):
+                wait_until_served(hello_port, uuids[0])
+                run_wrk(hello_port, 2, None)
+                hello = run_wrk(hello_port, args.seconds, None)
+            with gunicorn("app:create_app()", environment, 2, threads, log_path,
+                          extra_args=served) as (port, _):
+                wait_until_served(port, uuids[0])
+                run_wrk(port, 2, uuid_file)
+                ping = run_wrk(port, args.seconds, uuid_file)
+                quiet, quiet_failed = ping_latencies(port, uuids)
+                slow = SlowClients(port, f"/ping/{uuids[0]}", SLOW_CONNECTIONS)
+                try:
+                    loaded, loaded_failed = ping_latencies(port, uuids)
+                finally:
+                    slow.cut()
+            print(f"  {worker_class:7s} throughput: ping {ping['rps']:.0f} req/s (p99 "
+                  f"{ping['p99_ms']:.1f} ms, errors {ping['errors']}), hello-world "
+                  f"{hello['rps']:.0f} req/s, ping/hello {ping['rps'] / hello['rps']:.2f}")
+            print(f"  {worker_class:7s} pings alone:              {describe(quiet, quiet_failed)}")
+            print(f"  {worker_class:7s} pings with slow clients: {describe(loaded, loaded_failed)}",
+                  flush=True)
+            if worker_class == PRODUCTION_CLASS:
+                p99_ms = percentile(loaded, 0.99) * 1000 if loaded else float("inf")
+                ratio = p99_ms / (percentile(quiet, 0.99) * 1000) if quiet else float("inf")
+                passed &= report("pings beside slow clients",
+                                 f"{worker_class}: p99 {p99_ms:.1f} ms with {SLOW_CONNECTIONS} "
+                                 f"slow connections open ({ratio:.2f} x without), "
+                                 f"{loaded_failed} failed (target < 100 ms, 0 failed)",
+                                 p99_ms < 100 and loaded_failed == 0)
+    return passed
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
