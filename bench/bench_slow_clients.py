@@ -5,7 +5,8 @@ threads, and with 128 so that 2 workers have a thread for each slow connection; 
 gevent with 1,000 connections a worker) against PostgreSQL, one after another:
 
 1. throughput: wrk pings 200 applications with 16 connections (as bench_ingest.py), and a
-   hello-world app under the same class, for the ratio;
+   hello-world app under the same class, for the ratio; all the servers run side by side and
+   are driven in turn, round after round;
 2. slow clients: 200 connections each send a ping's headers declaring a 1,000-byte body and
    3 bytes of it, then hold still; 2 s later, 8 clients send 200 bodyless pings, each on a new
    connection (curl from cron), with a 3 s timeout. The same pings without slow clients are
@@ -17,6 +18,7 @@ Target: with the production class, 200 slow connections open, pings answered wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import time
@@ -52,71 +54,117 @@ def wait_until_served(port: int, path: str) -> None:
 
 
 def ping_latencies(port: int, uuids: list[str]) -> tuple[list[float], int]:
-    """Seconds of each answered ping and the number that failed or timed out."""
+    """Seconds of each answered ping and the number that failed or timed out. Pings go in
+    rounds of PING_CLIENTS; a round in which none is answered ends the run (a server that
+    answers nothing would otherwise take PINGS / PING_CLIENTS timeouts)."""
+    answered: list[float] = []
+    failed = 0
     with ThreadPoolExecutor(PING_CLIENTS) as pool:
-        results = list(pool.map(lambda n: timed_ping(port, uuids[n % len(uuids)],
-                                                     PING_TIMEOUT_SECONDS), range(PINGS)))
-    answered = [seconds for status, seconds in results if status == 200]
-    return answered, len(results) - len(answered)
+        for start in range(0, PINGS, PING_CLIENTS):
+            results = list(pool.map(lambda n: timed_ping(port, uuids[n % len(uuids)],
+                                                         PING_TIMEOUT_SECONDS),
+                                    range(start, start + PING_CLIENTS)))
+            round_answered = [seconds for status, seconds in results if status == 200]
+            answered += round_answered
+            failed += len(results) - len(round_answered)
+            if not round_answered:
+                break
+    return answered, failed
 
 
 def describe(latencies: list[float], failed: int) -> str:
+    sent = len(latencies) + failed
     if not latencies:
-        return f"0/{PINGS} answered"
-    return (f"{len(latencies)}/{PINGS} answered, p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        return f"0/{sent} answered (stopped after a round of {PING_CLIENTS} got no answer)"
+    return (f"{len(latencies)}/{sent} answered, p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
             f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, failed {failed}")
+
+
+def served_args(name: str) -> list[str]:
+    return ["--keep-alive", "0", "--worker-class", SETUPS[name][0]]
+
+
+def throughput(names: list[str], database_url: str, scratch, uuid_file: str, uuids: list[str],
+               rounds: int, seconds: int) -> None:
+    """Every setup's service and hello-world side by side, driven in turn, round after round,
+    so a busy patch of the shared machine falls on all of them alike."""
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for name in names:
+            environment = service_environment(database_url, scratch, name=name)
+            log_path = scratch / f"gunicorn-{name}.log"
+            threads = SETUPS[name][1]
+            ports[(name, "hello")] = stack.enter_context(gunicorn(
+                "hello:app", environment, 2, threads, log_path, pythonpath="bench",
+                extra_args=served_args(name)))[0]
+            ports[(name, "ping")] = stack.enter_context(gunicorn(
+                "app:create_app()", environment, 2, threads, log_path,
+                extra_args=served_args(name)))[0]
+        for (name, kind), port in ports.items():
+            wait_until_served(port, uuids[0])
+            run_wrk(port, 2, uuid_file if kind == "ping" else None)
+        results: dict = {key: [] for key in ports}
+        for _ in range(rounds):
+            for (name, kind), port in ports.items():
+                results[(name, kind)].append(
+                    run_wrk(port, seconds, uuid_file if kind == "ping" else None))
+    reference = median([r["rps"] for r in results[(names[0], "ping")]])
+    for name in names:
+        ping, hello = results[(name, "ping")], results[(name, "hello")]
+        ping_rps, hello_rps = (median([r["rps"] for r in runs]) for runs in (ping, hello))
+        print(f"  {name:11s} throughput: ping {ping_rps:.0f} req/s (rounds "
+              f"{', '.join(format(r['rps'], '.0f') for r in ping)}; p99 "
+              f"{max(r['p99_ms'] for r in ping):.1f} ms; errors {sum(r['errors'] for r in ping)}), "
+              f"hello-world {hello_rps:.0f} req/s, ping/hello {ping_rps / hello_rps:.2f}, "
+              f"ping/{names[0]} ping {ping_rps / reference:.2f}", flush=True)
+
+
+def slow_clients(name: str, database_url: str, scratch, uuids: list[str]) -> bool:
+    worker_class, threads = SETUPS[name]
+    environment = service_environment(database_url, scratch, name=f"slow-{name}")
+    with gunicorn("app:create_app()", environment, 2, threads,
+                  scratch / f"gunicorn-slow-{name}.log",
+                  extra_args=served_args(name)) as (port, _):
+        wait_until_served(port, uuids[0])
+        quiet, quiet_failed = ping_latencies(port, uuids)
+        slow = SlowClients(port, f"/ping/{uuids[0]}", SLOW_CONNECTIONS)
+        time.sleep(SETTLE_SECONDS)
+        try:
+            loaded, loaded_failed = ping_latencies(port, uuids)
+        finally:
+            slow.cut()
+    print(f"  {name:11s} pings alone:             {describe(quiet, quiet_failed)}")
+    print(f"  {name:11s} pings with slow clients: {describe(loaded, loaded_failed)}", flush=True)
+    if name != PRODUCTION_SETUP:
+        return True
+    p99_ms = percentile(loaded, 0.99) * 1000 if loaded else float("inf")
+    ratio = p99_ms / (percentile(quiet, 0.99) * 1000) if quiet else float("inf")
+    return report("pings beside slow clients",
+                  f"{name}: p99 {p99_ms:.1f} ms with {SLOW_CONNECTIONS} slow connections open "
+                  f"({ratio:.2f} x without), {loaded_failed} failed (target < 100 ms, 0 failed)",
+                  p99_ms < 100 and loaded_failed == 0)
 
 
 def main() -> bool:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10, help="wrk seconds per run")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk seconds per run")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--setups", default=",".join(SETUPS))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk; `make bench` does it)")
+    names = args.setups.split(",")
     print(f"slow clients: {machine()}; gunicorn -c gunicorn.conf.py --workers 2 "
-          f"--worker-class C; wrk -t2 -c16 {args.seconds} s; {SLOW_CONNECTIONS} slow "
-          f"connections, {PINGS} pings from {PING_CLIENTS} clients", flush=True)
-    passed = True
+          f"--worker-class C; wrk -t2 -c16 {args.rounds} x {args.seconds} s, all setups in "
+          f"turn; {SLOW_CONNECTIONS} slow connections, {PINGS} pings from {PING_CLIENTS} "
+          "clients", flush=True)
     with bench_database() as database_url, scratch_dir() as scratch:
         uuid_file = application_uuid_file(database_url, scratch)
         uuids = open(uuid_file).read().split()
-        for name in args.setups.split(","):
-            worker_class, threads = SETUPS[name]
-            served = ["--keep-alive", "0", "--worker-class", worker_class]
-            environment = service_environment(database_url, scratch, name=name)
-            log_path = scratch / f"gunicorn-{name}.log"
-            with gunicorn("hello:app", environment, 2, threads, log_path, pythonpath="bench",
-                          extra_args=served) as (hello_port, _):
-                wait_until_served(hello_port, uuids[0])
-                run_wrk(hello_port, 2, None)
-                hello = run_wrk(hello_port, args.seconds, None)
-            with gunicorn("app:create_app()", environment, 2, threads, log_path,
-                          extra_args=served) as (port, _):
-                wait_until_served(port, uuids[0])
-                run_wrk(port, 2, uuid_file)
-                ping = run_wrk(port, args.seconds, uuid_file)
-                quiet, quiet_failed = ping_latencies(port, uuids)
-                slow = SlowClients(port, f"/ping/{uuids[0]}", SLOW_CONNECTIONS)
-                time.sleep(SETTLE_SECONDS)
-                try:
-                    loaded, loaded_failed = ping_latencies(port, uuids)
-                finally:
-                    slow.cut()
-            print(f"  {name:11s} throughput: ping {ping['rps']:.0f} req/s (p99 "
-                  f"{ping['p99_ms']:.1f} ms, errors {ping['errors']}), hello-world "
-                  f"{hello['rps']:.0f} req/s, ping/hello {ping['rps'] / hello['rps']:.2f}")
-            print(f"  {name:11s} pings alone:             {describe(quiet, quiet_failed)}")
-            print(f"  {name:11s} pings with slow clients: {describe(loaded, loaded_failed)}",
-                  flush=True)
-            if name == PRODUCTION_SETUP:
-                p99_ms = percentile(loaded, 0.99) * 1000 if loaded else float("inf")
-                ratio = p99_ms / (percentile(quiet, 0.99) * 1000) if quiet else float("inf")
-                passed &= report("pings beside slow clients",
-                                 f"{name}: p99 {p99_ms:.1f} ms with {SLOW_CONNECTIONS} "
-                                 f"slow connections open ({ratio:.2f} x without), "
-                                 f"{loaded_failed} failed (target < 100 ms, 0 failed)",
-                                 p99_ms < 100 and loaded_failed == 0)
+        throughput(names, database_url, scratch, uuid_file, uuids, args.rounds, args.seconds)
+        passed = True
+        for name in names:
+            passed &= slow_clients(name, database_url, scratch, uuids)
     return passed
 
 
