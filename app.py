@@ -35,7 +35,7 @@ from retention import prune_old_heartbeats
 from routes import api_bp, ping_bp
 from runtime import EXTENSION_KEY, Runtime, current_runtime
 from security import install_security
-from spool import Spool
+from spool import HEARTBEAT_RESERVE_BYTES, Spool
 from transports import Transports, is_breaker_failure
 from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
@@ -91,7 +91,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runtime = Runtime(
         settings=settings, clock=clock, breakers=breakers, db_breaker=db_breaker,
         heartbeat_spool=heartbeat_spool,
-        error_spool=Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES),
+        # Error records may use an eighth of the cap and never the disk's last MiB: heartbeats
+        # first.
+        error_spool=Spool(settings.SPOOL_DIR, "errors", settings.SPOOL_MAX_BYTES // 8,
+                          keep_free_bytes=HEARTBEAT_RESERVE_BYTES),
         writer=HeartbeatWriter(app, heartbeat_spool, db_breaker, settings.INGEST_TIMEOUT_SECONDS,
                                settings.INGEST_BATCH_WINDOW_SECONDS),
         request_counter=RequestCounter(app),

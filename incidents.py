@@ -21,8 +21,8 @@ def apply_transition(application: Application, transition: Transition,
                      now: dt.datetime) -> Incident | None:
     """Open or resolve the incident and queue one alert per channel (same transaction)."""
     if transition.kind == "opened":
-        (incident,) = open_incidents([(application, transition.reason)], now)
-        return incident
+        opened = open_incidents([(application, transition.reason)], now)
+        return opened[0] if opened else None
     max_age = current_runtime().settings.ALERT_MAX_AGE_SECONDS
     incident = db.session.execute(
         select(Incident).where(Incident.application_id == application.id,
@@ -36,8 +36,17 @@ def apply_transition(application: Application, transition: Transition,
 
 
 def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> list[Incident]:
-    """Open an incident per (application, reason) and queue its alerts; one flush for all."""
+    """Open an incident per (application, reason) and queue its alerts; one flush for all.
+
+    An application that still has an open incident (it was paused while down, then pinged)
+    gets no second one: at most one is open per application (a unique index says so too).
+    """
     max_age = current_runtime().settings.ALERT_MAX_AGE_SECONDS
+    already_open = set(db.session.execute(select(Incident.application_id).where(
+        Incident.application_id.in_([application.id for application, _ in opening]),
+        Incident.resolved_at.is_(None))).scalars())
+    opening = [(application, reason) for application, reason in opening
+               if application.id not in already_open]
     incidents = [Incident(application_id=application.id, reason=reason, started_at=now)
                  for application, reason in opening]
     db.session.add_all(incidents)

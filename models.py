@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuid_lib
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from database import UTCDateTime, db
@@ -172,7 +172,13 @@ class Incident(db.Model):
     """A period during which an application was down."""
 
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_application_started", "application_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_incidents_application_started", "application_id", "started_at"),
+        # At most one open incident per application, whatever the code above it does.
+        Index("uq_incidents_one_open_per_application", "application_id", unique=True,
+              postgresql_where=text("resolved_at IS NULL"),
+              sqlite_where=text("resolved_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     application_id: Mapped[int] = mapped_column(

@@ -9,9 +9,10 @@
 Fixed windows: one counter per key and window, cheap in memory and in Redis. `memory://`
 counts in each process; with several workers or instances use a shared store such as
 `redis://127.0.0.1:6379/0`. When that store is unreachable, or does not answer within
-STORE_TIMEOUT_SECONDS, requests are let through and counted per process until it answers
-again: a monitor must not refuse heartbeats because its rate-limit store is down. Over a limit:
-429 `RATE_LIMITED` with `Retry-After`; other answers carry no rate-limit headers.
+STORE_TIMEOUT_SECONDS, requests are let through and counted per process for
+STORE_RETRY_SECONDS, then the store is tried again: a monitor must not refuse heartbeats, nor
+answer them slowly, because its rate-limit store is down or hung. Over a limit: 429
+`RATE_LIMITED` with `Retry-After`; other answers carry no rate-limit headers.
 
 `limits` is used directly rather than through Flask-Limiter: heartbeats are the hot path, and
 Flask-Limiter's per-request resolution of decorated limits cost more than the rest of a ping.
@@ -26,6 +27,8 @@ from flask import Flask, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from auth import key_prefix, presented_key
 from config import Settings
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_ENDPOINTS = {"ping.ping", "api.create_heartbeat"}
 LOGIN_ENDPOINT = "dashboard.login_submit"
 STORE_RETRY_SECONDS = 5.0
-STORE_TIMEOUT_SECONDS = 1.0
+STORE_TIMEOUT_SECONDS = 0.08
 NAMESPACE = "hbmon"
 
 
@@ -69,15 +72,18 @@ class SweptMemoryStorage(MemoryStorage):
 def counter_storage(url: str):
     """The store a storage URL names; `memory://` is counted in this process.
 
-    Redis is given STORE_TIMEOUT_SECONDS to connect and to answer (a `socket_timeout` or
-    `socket_connect_timeout` in the URL's query wins): without one, a Redis behind a cut or
-    stalled link would hold every request until TCP gave up, minutes later.
+    A Redis store gets short socket timeouts and no retries of its own: a store that accepts
+    connections and never answers, or sits behind a cut link, costs a request at most
+    STORE_TIMEOUT_SECONDS (connect, then one read) before the request is let through
+    (fail-open, see hit()). A `socket_timeout` or `socket_connect_timeout` in the URL's query
+    wins.
     """
     if url.startswith("memory://"):
         return SweptMemoryStorage()
-    if url.startswith("redis"):
-        return storage_from_string(url, socket_timeout=STORE_TIMEOUT_SECONDS,
-                                   socket_connect_timeout=STORE_TIMEOUT_SECONDS)
+    if url.startswith(("redis://", "rediss://", "redis+unix://")):
+        return storage_from_string(url, socket_timeout=STORE_TIMEOUT_SECONDS / 2,
+                                   socket_connect_timeout=STORE_TIMEOUT_SECONDS / 2,
+                                   retry=Retry(NoBackoff(), 0), health_check_interval=0)
     return storage_from_string(url)
 
 

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import zoneinfo
+import unicodedata
 
-from croniter import CroniterBadDateError, croniter
-from flask import url_for
+from flask import has_app_context, url_for
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from ingest.signals import kind_for_exit_code
 from models import ALERT_STATES, HEARTBEAT_KINDS, STATUSES
 from monitoring.scrubbing import scrub_text
 from runtime import current_runtime
+from schedule import InvalidSchedule, check_cron, check_timezone
 from transports import CHANNEL_KINDS
 from utils.clock import utc_iso
+from utils.webhook_headers import header_problem
 
 MAX_METADATA_BYTES = 8 * 1024
 ONE_YEAR_SECONDS = 366 * 86400
@@ -29,18 +31,44 @@ class UTCDateTime(fields.DateTime):
 
 def _validate_timezone(name: str) -> None:
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
-        raise ValidationError("Unknown IANA time zone.")
+        check_timezone(name)
+    except InvalidSchedule as refused:
+        raise ValidationError(str(refused))
 
 
 def _validate_cron(expression: str) -> None:
-    if not croniter.is_valid(expression):
-        raise ValidationError("Not a valid cron expression.")
-    try:  # valid syntax that never fires (0 0 31 2 *) would fail every deadline computed later
-        croniter(expression, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
-    except (CroniterBadDateError, ValueError, OverflowError):
-        raise ValidationError("This cron expression never fires.")
+    # Outside a request (schemas used on their own) the system clock serves.
+    now = current_runtime().clock.now() if has_app_context() else dt.datetime.now(dt.timezone.utc)
+    try:  # a schedule that never fires again would have no deadline to judge
+        check_cron(expression, now)
+    except InvalidSchedule as refused:
+        raise ValidationError(str(refused))
+
+
+# Characters that change how the text around them is shown (bidirectional overrides and
+# isolates, marks) or that no name needs (C0 and C1 controls, line and paragraph separators).
+BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                    "\u2066\u2067\u2068\u2069")
+
+
+def _spoofing_character(text: str) -> str | None:
+    for character in text:
+        if character in BIDI_CONTROLS or unicodedata.category(character) in ("Cc", "Zl", "Zp"):
+            return character
+    return None
+
+
+class Name(fields.String):
+    """A display name: NFC-normalized, without control or bidirectional-override characters
+    (they can make a name in the console read as another)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = unicodedata.normalize("NFC", super()._deserialize(value, attr, data, **kwargs))
+        refused = _spoofing_character(text)
+        if refused is not None:
+            raise ValidationError(f"Names may not hold control or bidirectional formatting "
+                                  f"characters (found U+{ord(refused):04X}).")
+        return text
 
 
 def _validate_metadata_size(value: dict) -> None:
@@ -89,6 +117,22 @@ class HeartbeatInSchema(InputSchema):
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=200)),
                            validate=_validate_metadata_size)
 
+    @pre_load
+    def _status_from_exit_code(self, data, **kwargs):
+        """Without a status, an exit code says it: 0 is ok, anything else a failure."""
+        if isinstance(data, dict) and "status" not in data \
+                and type(data.get("exit_code")) is int:
+            return {**data, "status": kind_for_exit_code(data["exit_code"])}
+        return data
+
+    @validates_schema
+    def _exit_code_agrees(self, data, **kwargs):
+        exit_code, status = data.get("exit_code"), data.get("status")
+        if exit_code is not None and status in ("ok", "fail") \
+                and status != kind_for_exit_code(exit_code):
+            raise ValidationError(f"Exit code {exit_code} contradicts status {status!r} "
+                                  "(0 is ok, anything else a failure).", "exit_code")
+
 
 class HeartbeatOutSchema(Schema):
     uuid = fields.String()
@@ -105,7 +149,7 @@ class HeartbeatOutSchema(Schema):
 
 class ApplicationInSchema(InputSchema):
     uuid = fields.UUID(load_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = Name(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=2000))
     tags = fields.List(fields.String(validate=validate.Regexp(TAG_PATTERN)),
                        validate=validate.Length(max=50))
@@ -275,17 +319,26 @@ class ErrorEnvelopeSchema(Schema):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
-HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
+def _validate_headers(headers: dict) -> None:
+    problems = {name: [problem] for name, value in headers.items()
+                if (problem := header_problem(name, value)) is not None}
+    lowered = [name.lower() for name in headers]
+    for name in headers:
+        if lowered.count(name.lower()) > 1 and name not in problems:
+            problems[name] = ["Given twice (header names ignore case)."]
+    if problems:
+        raise ValidationError(problems)
 
 
 class ChannelInSchema(InputSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = Name(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
     url = fields.URL(schemes={"http", "https"}, require_tld=False, allow_none=True,
                      validate=validate.Length(max=2000))
-    headers = fields.Dict(keys=fields.String(validate=validate.Regexp(HEADER_NAME_PATTERN)),
+    headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),
                           values=fields.String(validate=validate.Length(max=1000)),
-                          validate=validate.Length(max=20), allow_none=True)
+                          validate=[validate.Length(max=20), _validate_headers],
+                          allow_none=True)
     secret = fields.String(load_only=True, allow_none=True, validate=validate.Length(min=8, max=200))
     addresses = fields.List(fields.Email(validate=validate.Length(max=254)), allow_none=True,
                             validate=validate.Length(max=20))

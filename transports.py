@@ -26,6 +26,7 @@ import urllib3
 from config import Settings
 from utils.clock import Clock
 from utils.ssrf_guard import ForbiddenTarget, guarded_pool_manager
+from utils.webhook_headers import deliverable_headers
 
 USER_AGENT = "HeartbeatMonitor/1.0"
 
@@ -129,7 +130,7 @@ class Webhook(Transport):
     def deliver(self, destination: Destination, alert_uuid: str,
                 payload: dict[str, Any]) -> int | None:
         body = json.dumps(self.body(payload), separators=(",", ":")).encode()
-        headers = {**(destination.headers or {}), "User-Agent": USER_AGENT,
+        headers = {**deliverable_headers(destination.headers), "User-Agent": USER_AGENT,
                    "Content-Type": "application/json", "Idempotency-Key": alert_uuid}
         if self.signed and destination.secret:
             digest = hmac.new(destination.secret.encode(), body, hashlib.sha256).hexdigest()

@@ -101,8 +101,11 @@ def record_error(error: BaseException, status_code: int) -> None:
                         type(store_failure).__name__)
     try:
         current_runtime().error_spool.append({**record, "seen_at": now.isoformat()})
-    except Exception:
-        log.warning("could not spool error record", exc_info=True)
+    except Exception as spool_failure:  # SpoolFull: the log line is then the only record
+        metrics.ERROR_RECORDS_DROPPED.inc()
+        log.error("error record not kept (database and spool unavailable: %s): %s %s: %s",
+                  spool_failure, record.get("status_code"), record["error_type"],
+                  record["error_message"][:500])
 
 
 def replay_error_records(records: list[dict[str, Any]]) -> None:

@@ -16,6 +16,7 @@ from config import Settings
 from database import db
 from monitoring.error_rate import current_error_rate
 from runtime import current_runtime
+from spool import MIN_ROOM_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def check_database() -> dict[str, Any]:
 
 
 def check_spool(spool_dir: str) -> dict[str, Any]:
-    """The spool is healthy when a file can be created in it (heartbeats can be kept)."""
+    """The spool is healthy when it can take a heartbeat now: a file can be created in it and
+    its cap and its disk both leave room for one (a file can be created on a full disk)."""
     runtime = current_runtime()
     depth = {"heartbeats_bytes": runtime.heartbeat_spool.depth_bytes(),
              "errors_bytes": runtime.error_spool.depth_bytes()}
@@ -57,6 +59,11 @@ def check_spool(spool_dir: str) -> dict[str, Any]:
             pass
     except OSError as error:
         return dependency("spool", "spool", False, "unwritable", error.strerror, depth=depth)
+    room = runtime.heartbeat_spool.room_bytes()
+    if room < MIN_ROOM_BYTES:
+        return dependency("spool", "spool", False, "full",
+                          f"{room} bytes of room left (cap SPOOL_MAX_BYTES or disk)",
+                          depth=depth)
     waiting = sum(depth.values())
     return dependency("spool", "spool", True, "replay_pending" if waiting else "empty",
                       f"{waiting} bytes waiting for the database" if waiting else None,
@@ -107,7 +114,7 @@ def service_health(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     if not database["healthy"]:
         reasons.append("database unavailable: heartbeats go to the local spool")
     if not spool["healthy"]:
-        reasons.append("spool not writable")
+        reasons.append(f"spool {spool['state']}: it cannot take a heartbeat")
     if error_rate and error_rate["high"]:
         reasons.append("error rate above threshold")
     if not database["healthy"] and not spool["healthy"]:

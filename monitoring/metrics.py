@@ -30,6 +30,9 @@ ALERT_DELIVERY_ATTEMPTS = Counter("hbmon_alert_delivery_attempts", "Alert delive
 ALERT_DELIVERY_SECONDS = Histogram("hbmon_alert_delivery_seconds",
                                    "Time taken by one alert delivery attempt")
 ERRORS_LOGGED = Counter("hbmon_errors_logged", "Errors stored in the error log", ["error_type"])
+ERROR_RECORDS_DROPPED = Counter("hbmon_error_records_dropped",
+                                "Error records neither the database nor the spool could take "
+                                "(written to the log instead)")
 MONITOR_TICK_SECONDS = Histogram("hbmon_monitor_tick_seconds", "Duration of one monitor tick")
 
 

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from soak.load import NOT_AN_ENVELOPE, LoadGenerator, SoakApplication, Sent
+from soak.load import NOT_AN_ENVELOPE, LoadGenerator, Sent, SoakApplication
 
 COMPLETE_BODY = b"slow but complete: " + b"x" * 41  # 60 bytes
 CUT_OFF_DECLARED_BYTES = 1000

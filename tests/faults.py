@@ -217,3 +217,70 @@ class MonitorProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
+
+
+class SlowClients:
+    """`count` connections that each send a request's headers, declaring a body of
+    `declared_bytes`, and `sent_bytes` of that body, then hold still (a slow or stalled
+    client). `cut()` closes them all, mid-body."""
+
+    def __init__(self, port: int, path: str, count: int, declared_bytes: int = 1000,
+                 sent_bytes: int = 3):
+        self.sockets: list[socket.socket] = []
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {declared_bytes}\r\n\r\n").encode()
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(head + b"x" * sent_bytes)
+            self.sockets.append(sock)
+
+    def cut(self) -> None:
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.sockets = []
+
+
+def raw_request(port: int, request: bytes, timeout_seconds: float = 10) -> bytes:
+    """Send raw bytes on a new connection; everything the server answers before closing (or
+    before the timeout), as bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_seconds) as sock:
+        sock.sendall(request)
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if _whole_response(b"".join(chunks)):
+                    break
+        except socket.timeout:
+            pass
+    return b"".join(chunks)
+
+
+def _whole_response(data: bytes) -> bool:
+    head, separator, body = data.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False
+
+
+def timed_ping(port: int, uuid: str, timeout_seconds: float = 10) -> tuple[int | None, float]:
+    """(status or None on failure, seconds) of one bodyless ping on a new connection, as curl
+    from cron sends it."""
+    started = time.monotonic()
+    try:
+        answer = raw_request(port, f"GET /ping/{uuid} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   "Connection: close\r\n\r\n".encode(), timeout_seconds)
+        status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else None
+    except OSError:
+        status = None
+    return status, time.monotonic() - started

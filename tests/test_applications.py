@@ -105,7 +105,8 @@ def test_invalid_cron_is_refused(api):
     assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
 
 
-@pytest.mark.parametrize("timezone", ["Europe", "é" * 200])
+@pytest.mark.parametrize("timezone", ["Europe", "é" * 200, "localtime", "Factory", "posixrules",
+                                      "posix/Europe/Berlin", "right/UTC"])
 def test_time_zone_that_is_not_a_zone_file_is_refused(api, timezone):
     # A directory of the zone database, or a name too long for a file name, answered 500.
     response = api.post("/api/v1/applications",
@@ -120,6 +121,64 @@ def test_cron_that_never_fires_is_refused(api, anonymous, application):
     response = api.patch(f"/api/v1/applications/{application['uuid']}",
                          json={"cron": "0 0 31 2 *"})
     assert "cron" in assert_envelope(response, 422, "VALIDATION_ERROR")["details"]
+
+
+@pytest.mark.parametrize("cron", [
+    "0 0 1 1 * 0 2020",  # seconds and a year long past: no future fire
+    "0 0 1 1 * 0 2099",  # a year: not a five-field cron
+    "*/10 * * * * *",  # seconds
+    "@reboot",
+])
+def test_cron_that_is_not_five_fields_with_a_future_fire_is_refused(api, cron):
+    response = api.post("/api/v1/applications", json={"name": "x", "cron": cron})
+    assert list(assert_envelope(response, 422, "VALIDATION_ERROR")["details"]) == ["cron"]
+
+
+def test_cron_macros_are_accepted(api):
+    response = api.post("/api/v1/applications", json={"name": "x", "cron": "@daily"})
+    assert response.status_code == 201, response.text
+
+
+def test_a_stored_schedule_without_a_next_fire_never_fails_a_heartbeat(app, api, anonymous,
+                                                                       application, clock):
+    # Stored before the checks existed (or by hand): every ping answered 500 and was lost.
+    from sqlalchemy import update
+
+    from database import db
+    from models import Application
+    with app.app_context():
+        db.session.execute(update(Application).where(Application.uuid == application["uuid"])
+                           .values(cron="0 0 1 1 * 0 2020", period_seconds=None))
+        db.session.commit()
+        db.session.remove()
+    uuid = application["uuid"]
+    assert anonymous.get(f"/ping/{uuid}").status_code == 200
+    assert anonymous.post(f"/ping/{uuid}", data="with a body").status_code == 200
+    assert anonymous.post(f"/api/v1/applications/{uuid}/heartbeats",
+                          json={"status": "ok"}).status_code == 202
+    state = api.get(f"/api/v1/applications/{uuid}").json()
+    assert state["status"] == "up"
+    assert state["next_deadline_at"] == "2030-01-02T00:00:00Z"  # the default period: a day
+    assert len(api.get(f"/api/v1/applications/{uuid}/heartbeats").json()["items"]) == 3
+
+
+@pytest.mark.parametrize("name", ["payroll\u202egpj.exe", "a\u2066b", "line\nbreak", "tab\there",
+                                  "bell\x07", "c1\x85control", "rlm\u200f"])
+def test_names_with_control_or_bidirectional_characters_are_refused(api, name):
+    response = api.post("/api/v1/applications", json={"name": name, "period_seconds": 60})
+    assert list(assert_envelope(response, 422, "VALIDATION_ERROR")["details"]) == ["name"]
+    response = api.post("/api/v1/channels", json={"name": name, "kind": "email",
+                                                  "addresses": ["ops@example.com"]})
+    assert list(assert_envelope(response, 422, "VALIDATION_ERROR")["details"]) == ["name"]
+
+
+def test_names_are_stored_nfc_normalized(api):
+    decomposed = "Cafe\u0301 backup"  # e + combining acute accent
+    created = api.post("/api/v1/applications", json={"name": decomposed}).json()
+    assert created["name"] == "Caf\u00e9 backup"
+    channel = api.post("/api/v1/channels", json={"name": decomposed, "kind": "email",
+                                                 "addresses": ["ops@example.com"]}).json()
+    assert channel["name"] == "Caf\u00e9 backup"
 
 
 def test_uuid_cannot_be_changed(api, application):

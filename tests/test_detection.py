@@ -222,3 +222,58 @@ def test_a_tick_runs_at_most_one_housekeeping_task_and_each_again_a_minute_later
     monitor.tick()
     assert ran[2:] == [("a", start + dt.timedelta(seconds=60)),
                        ("b", start + dt.timedelta(seconds=60))]
+
+
+def _local(zone: str, day: dt.date, cron: str, fold: int = 0) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+    minute, hour = (int(part) for part in cron.split()[:2])
+    moment = dt.datetime.combine(day, dt.time(hour, minute, fold=fold), ZoneInfo(zone))
+    return moment.astimezone(dt.timezone.utc)
+
+
+@pytest.mark.parametrize("zone, day, cron", [
+    ("Europe/Berlin", dt.date(2030, 10, 27), "30 2 * * *"),
+    ("America/New_York", dt.date(2030, 11, 3), "30 1 * * *"),
+    ("Australia/Sydney", dt.date(2030, 4, 7), "30 2 * * *"),
+], ids=["Berlin", "New_York", "Sydney"])
+def test_a_job_that_ran_before_the_clocks_went_back_is_not_alerted_in_the_repeated_hour(
+        api, anonymous, runtime, clock, zone, day, cron):
+    app = api.post("/api/v1/applications", json={
+        "name": "nightly", "cron": cron, "timezone": zone, "grace_seconds": 600}).json()
+    first_run = _local(zone, day, cron)
+    clock.set(first_run + dt.timedelta(seconds=5))
+    anonymous.get(f"/ping/{app['uuid']}")
+    repeated = _local(zone, day, cron, fold=1)
+    assert repeated - first_run == dt.timedelta(hours=1)
+    clock.set(repeated + dt.timedelta(seconds=601))  # past the repeated 02:30 and its grace
+    runtime.monitor.tick()
+    assert _status(api, app["uuid"]) == "up"
+    state = api.get(f"/api/v1/applications/{app['uuid']}").json()
+    assert state["next_deadline_at"] == _local(zone, day + dt.timedelta(days=1), cron) \
+        .isoformat().replace("+00:00", "Z")
+    assert api.get(f"/api/v1/applications/{app['uuid']}/incidents").json()["items"] == []
+
+
+@pytest.mark.parametrize("zone, day, jump", [
+    ("Europe/Berlin", dt.date(2030, 3, 31), dt.datetime(2030, 3, 31, 1, tzinfo=dt.timezone.utc)),
+    ("America/New_York", dt.date(2030, 3, 10),
+     dt.datetime(2030, 3, 10, 7, tzinfo=dt.timezone.utc)),
+    ("Australia/Sydney", dt.date(2030, 10, 6),
+     dt.datetime(2030, 10, 5, 16, tzinfo=dt.timezone.utc)),
+], ids=["Berlin", "New_York", "Sydney"])
+def test_a_job_at_a_time_the_spring_change_skips_is_due_right_after_the_jump(
+        api, anonymous, runtime, clock, zone, day, jump):
+    ran, skipped = (api.post("/api/v1/applications", json={
+        "name": name, "cron": "30 2 * * *", "timezone": zone, "grace_seconds": 600}).json()
+        for name in ("ran", "did-not-run"))
+    clock.set(_local(zone, day - dt.timedelta(days=1), "30 2 * * *") + dt.timedelta(seconds=5))
+    for app in (ran, skipped):
+        anonymous.get(f"/ping/{app['uuid']}")
+        state = api.get(f"/api/v1/applications/{app['uuid']}").json()
+        assert state["next_deadline_at"] == jump.isoformat().replace("+00:00", "Z")
+    clock.set(jump + dt.timedelta(seconds=30))  # cron runs the job as the clocks jump
+    anonymous.get(f"/ping/{ran['uuid']}")
+    clock.set(jump + dt.timedelta(seconds=601))
+    runtime.monitor.tick()
+    assert _status(api, ran["uuid"]) == "up"
+    assert _status(api, skipped["uuid"]) == "down"  # alerted that same night, after its grace

@@ -142,6 +142,14 @@ def test_json_heartbeat_is_validated_and_answers_202(api, anonymous, application
     assert _app(api, application["uuid"])["status"] == "up"
 
 
+@pytest.mark.parametrize("exit_code, kind", [(0, "ok"), (3, "fail")])
+def test_json_heartbeat_with_only_an_exit_code_takes_its_status_from_it(anonymous, application,
+                                                                       exit_code, kind):
+    response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",
+                              json={"exit_code": exit_code})
+    assert response.status_code == 202 and response.json()["kind"] == kind
+
+
 def test_json_heartbeat_without_body_is_a_success(api, anonymous, application):
     response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats")
     assert response.status_code == 202 and response.json()["kind"] == "ok"
@@ -159,6 +167,8 @@ def test_json_heartbeat_without_body_is_a_success(api, anonymous, application):
     ({"metadata": {"host\x00": "db1"}}, "metadata"),
     ({"message": "lone \ud800"}, "message"),
     ({"metadata": {"\udfff": 1}}, "metadata"),
+    ({"status": "ok", "exit_code": 3}, "exit_code"),
+    ({"status": "fail", "exit_code": 0}, "exit_code"),
 ])
 def test_json_heartbeat_rejects_invalid_fields(anonymous, application, body, field):
     response = anonymous.post(f"/api/v1/applications/{application['uuid']}/heartbeats",

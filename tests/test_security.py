@@ -1,6 +1,7 @@
 """§7: rate limits, webhook targets, input limits and security headers, over real HTTP."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid as uuid_lib
@@ -143,9 +144,57 @@ def test_a_rate_limit_store_that_stops_answering_delays_pings_by_its_timeout_onl
     finally:
         proxy.close()
     assert statuses == [200] * 3
-    # One wait of STORE_TIMEOUT_SECONDS (1 s), then counted in memory; without a timeout the
-    # first ping would wait for TCP to give up.
+    # One wait of STORE_TIMEOUT_SECONDS, then counted in memory; without a timeout the first
+    # ping would wait for TCP to give up.
     assert elapsed < STORE_TIMEOUT_SECONDS + 4
+
+
+class HungStore:
+    """A stand-in for a Redis server that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)  # held open, never read, never answered
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+@pytest.fixture
+def hung_store():
+    store = HungStore()
+    yield store
+    store.close()
+
+
+def test_a_hung_rate_limit_store_costs_a_ping_a_moment_then_fails_open(served_app, hung_store):
+    app, live = served_app(PING_RATE_LIMIT="3/minute",
+                           RATE_LIMIT_STORAGE_URL=f"redis://127.0.0.1:{hung_store.port}/0")
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    uuid = new_application(api)
+    answers, slowest = [], 0.0
+    for _ in range(3):
+        started = time.monotonic()
+        answers.append(anonymous.get(f"/ping/{uuid}").status_code)
+        slowest = max(slowest, time.monotonic() - started)
+    assert answers == [200] * 3
+    assert hung_store.connections, "the store was never asked"
+    # The budget is 0.1 s (rate_limits.STORE_TIMEOUT_SECONDS); the bound leaves room for a
+    # busy machine. Without timeouts the first ping waited for as long as the store hung.
+    assert slowest < 1.0
+    assert_rate_limited(anonymous.get(f"/ping/{uuid}"))  # counted in memory meanwhile
 
 
 # --- Webhook targets -----------------------------------------------------------------------

@@ -7,9 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import psycopg2
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
 from app import create_app
+from database import db
+from heartbeat_monitor import judge_due_applications
+from models import Application
 from tests.conftest import Client, close_app, make_key, migrate
 from tests.helpers import wait_until
 from utils.clock import ManualClock
@@ -61,3 +70,43 @@ def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_datab
     assert per_application == {uuid: 1 for uuid in uuids}, tails
     assert len(set(sink.alert_ids())) == APPLICATIONS == len(sink.received)
     assert {r["json"]["event"] for r in sink.received} == {"application.down"}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # row locks
+def test_a_monitor_skips_an_application_another_holds_locked_instead_of_waiting(
+        app, api, anonymous, clock, database_url):
+    """Two monitors judging at once: the second must pass by a due application whose row the
+    first has locked (FOR UPDATE SKIP LOCKED), not wait for it, nor judge it twice."""
+    uuids = [api.post("/api/v1/applications", json={
+        "name": name, "period_seconds": 60, "grace_seconds": 30}).json()["uuid"]
+        for name in ("held", "free")]
+    for uuid in uuids:
+        anonymous.get(f"/ping/{uuid}")
+    clock.advance(seconds=600)
+    other_monitor = psycopg2.connect(make_url(database_url).set(drivername="postgresql")
+                                     .render_as_string(hide_password=False))
+    try:
+        with other_monitor.cursor() as cursor:  # its transaction stays open: the lock is held
+            cursor.execute("SELECT id FROM applications WHERE uuid = %s FOR UPDATE",
+                           (uuids[0],))
+        judged: dict = {}
+
+        def judge():
+            with app.app_context():
+                judged["result"] = judge_due_applications(clock.now(), 500)
+                db.session.remove()
+
+        thread = threading.Thread(target=judge, daemon=True)
+        thread.start()
+        thread.join(2)  # less than DB_IO_TIMEOUT_SECONDS, which would end a wait with an error
+        waited = thread.is_alive()
+    finally:
+        other_monitor.rollback()  # releases the lock (and a judge that waited for it)
+        other_monitor.close()
+    thread.join(20)
+    assert not waited, "the judge waited for the locked row instead of skipping it"
+    assert judged["result"] == (1, 1)  # the free application only
+    with app.app_context():
+        statuses = dict(db.session.execute(select(Application.uuid, Application.status)).all())
+        db.session.remove()
+    assert statuses == {uuids[0]: "up", uuids[1]: "down"}

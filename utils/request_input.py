@@ -66,7 +66,12 @@ def read_body() -> bytes:
     # A declared length was checked before the view; with neither a length nor a server-framed
     # (chunked) body, there is no body to read.
     if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
-        return request.get_data(cache=True)
+        data = request.get_data(cache=True)
+        if request.content_length is not None and len(data) < request.content_length:
+            # The client went away mid-body; the server hands over what arrived. Half a
+            # heartbeat is not one: store nothing.
+            raise MalformedRequest("The body ended before its declared Content-Length.")
+        return data
     stream, parts, size = request.input_stream, [], 0
     while size <= limit:
         chunk = stream.read(min(65536, limit + 1 - size))

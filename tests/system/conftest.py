@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from tests.system.hosts import Run
 from tests.conftest import ROOT
 from tests.system.deployment import Deployment
+from tests.system.hosts import Run
 from tests.system.scenario import Outcome, counted_figures, run_scenario
 
 FIGURES = pytest.StashKey[dict]()
