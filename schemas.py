@@ -6,7 +6,7 @@ import json
 import zoneinfo
 
 from croniter import CroniterBadDateError, croniter
-from flask import url_for
+from flask import request
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from config import runtime
@@ -16,7 +16,10 @@ from utils.clock import utc_iso
 
 MAX_METADATA_BYTES = 8 * 1024
 ONE_YEAR_SECONDS = 366 * 86400
-TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# Any word without blanks or control characters: Healthchecks' tags (space-separated) carry over.
+TAG_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,64}$"
+SLUG_PATTERN = r"^[a-z0-9_-]+$"
+SLUG_MAX_LENGTH = 100
 
 
 class UTCDateTime(fields.DateTime):
@@ -26,14 +29,14 @@ class UTCDateTime(fields.DateTime):
         return utc_iso(value)
 
 
-def _validate_timezone(name: str) -> None:
+def validate_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
         raise ValidationError("Unknown IANA time zone.")
 
 
-def _validate_cron(expression: str) -> None:
+def validate_cron(expression: str) -> None:
     if not croniter.is_valid(expression):
         raise ValidationError("Not a valid cron expression.")
     try:  # valid syntax that never fires (0 0 31 2 *) would fail every deadline computed later
@@ -102,17 +105,26 @@ class HeartbeatOutSchema(Schema):
     received_at = UTCDateTime()
 
 
+def slug_field(**kwargs) -> fields.String:
+    """A slug: lowercase letters, digits, `-` and `_` (as Healthchecks allows)."""
+    return fields.String(validate=[validate.Length(min=1, max=SLUG_MAX_LENGTH),
+                                   validate.Regexp(SLUG_PATTERN, error="Only lowercase letters, "
+                                                   "digits, '-' and '_'.")], **kwargs)
+
+
 class ApplicationInSchema(InputSchema):
     uuid = fields.UUID(load_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    slug = slug_field(allow_none=True, metadata={
+        "description": "Unique; names it in slug ping URLs and badges. null removes it."})
     description = fields.String(validate=validate.Length(max=2000))
     tags = fields.List(fields.String(validate=validate.Regexp(TAG_PATTERN)),
                        validate=validate.Length(max=50))
     period_seconds = fields.Integer(strict=True, allow_none=True,
                                     validate=validate.Range(min=1, max=ONE_YEAR_SECONDS))
     cron = fields.String(allow_none=True,
-                         validate=[validate.Length(min=1, max=200), _validate_cron])
-    timezone = fields.String(validate=[validate.Length(max=64), _validate_timezone])
+                         validate=[validate.Length(min=1, max=200), validate_cron])
+    timezone = fields.String(validate=[validate.Length(max=64), validate_timezone])
     grace_seconds = fields.Integer(strict=True,
                                    validate=validate.Range(min=0, max=ONE_YEAR_SECONDS))
     failure_threshold = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
@@ -128,6 +140,7 @@ class ApplicationInSchema(InputSchema):
 class ApplicationOutSchema(Schema):
     uuid = fields.String()
     name = fields.String()
+    slug = fields.String(allow_none=True)
     description = fields.String()
     tags = fields.List(fields.String())
     period_seconds = fields.Integer(allow_none=True)
@@ -147,10 +160,12 @@ class ApplicationOutSchema(Schema):
         return sorted(channel.id for channel in getattr(application, "channels", []))
 
     def _ping_url(self, application) -> str:
-        base = runtime().settings.PUBLIC_BASE_URL.rstrip("/")
-        if base:
-            return f"{base}/ping/{application.uuid}"
-        return url_for("ping.ping", uuid=application.uuid, _external=True)
+        return f"{public_base_url()}/ping/{application.uuid}"
+
+
+def public_base_url() -> str:
+    """Where clients reach this service: PUBLIC_BASE_URL, else the current request's root."""
+    return runtime().settings.PUBLIC_BASE_URL.rstrip("/") or request.url_root.rstrip("/")
 
 
 class ApplicationListQuerySchema(InputSchema):
@@ -293,6 +308,7 @@ class ChannelInSchema(InputSchema):
 
 class ChannelOutSchema(Schema):
     id = fields.Integer()
+    uuid = fields.String(metadata={"description": "Its id in the Healthchecks-compatible API."})
     name = fields.String()
     kind = fields.String()
     url = fields.Method("_url", allow_none=True)
