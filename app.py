@@ -10,6 +10,7 @@ from flask import Flask, g, request
 
 import models  # noqa: F401  (registers every table with SQLAlchemy)
 from alert_manager import Deliverer
+from badges import badges_bp
 from background import serving_process, start_background
 from cli import register_cli
 from config import INSTANCE_DIR, Runtime, Settings
@@ -17,6 +18,7 @@ from dashboard import DashboardSessions, dashboard_bp
 from database import db, engine_options, install_io_timeout, migrate
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
+from healthchecks_api import register_healthchecks_api
 from heartbeat_monitor import Monitor, close_outage_gap, prune_old_heartbeats, record_alive
 from ingest import HeartbeatWriter, replay_spools
 from monitoring.error_rate import RequestCounter, check_error_rate, prune_request_counts
@@ -79,6 +81,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(monitoring_bp)
     app.register_blueprint(docs_bp)
     app.register_blueprint(dashboard_bp)
+    register_healthchecks_api(app)
+    app.register_blueprint(badges_bp)
     _install_request_hooks(app)
     instrument_requests(app)
     runtime.rate_limits = init_rate_limits(app, settings)

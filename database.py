@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask import g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
@@ -10,7 +11,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import DateTime, TypeDecorator
 
-from config import Settings
+from config import Settings, runtime
+from exceptions import DatabaseUnavailable
 
 db = SQLAlchemy()
 migrate = Migrate()
@@ -86,6 +88,14 @@ def is_connection_error(error: BaseException) -> bool:
     if isinstance(error, sa_exc.TimeoutError):  # pool exhausted while the server is stalled
         return True
     return False
+
+
+def refuse_while_database_down() -> None:
+    """Management requests: 503 at once while the database is known to be down (§6.6), rather
+    than waiting on it; the answer of a request let through tells the breaker how it went."""
+    if not runtime().db_breaker.allow():
+        raise DatabaseUnavailable("The database could not be reached; retry shortly.")
+    g.database_probe = True
 
 
 def dialect_name() -> str:

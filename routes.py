@@ -5,14 +5,15 @@ import json
 import uuid as uuid_lib
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
 import alert_manager
 import applications
 import channels
 from auth import require_api_key
 from config import runtime
-from exceptions import (DatabaseUnavailable, MalformedRequest, NotFound, PayloadTooLarge,
+from database import refuse_while_database_down
+from exceptions import (MalformedRequest, NotFound, PayloadTooLarge,
                         UnsupportedMediaType, ValidationFailed)
 from heartbeat_monitor import MAX_PING_MESSAGE_BYTES, Signal, kind_for_exit_code
 from schemas import (AlertDetailSchema, AlertListQuerySchema, AlertOutSchema, AlertPageSchema,
@@ -86,14 +87,15 @@ def read_body() -> bytes:
     raise PayloadTooLarge(f"Bodies may be at most {limit} bytes.")
 
 
-def json_body(*, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (strict: no NaN or Infinity)."""
+def json_body(*, allow_empty: bool = False, any_media_type: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object (strict: no NaN or Infinity); with `any_media_type`,
+    whatever its Content-Type (as `curl --data` sends it)."""
     data = read_body()
     if not data.strip():
         if allow_empty:
             return {}
         raise MalformedRequest("A JSON object body is required.")
-    if not request.is_json:
+    if not any_media_type and not request.is_json:
         raise UnsupportedMediaType(f"Got Content-Type: {request.mimetype or 'none'}")
     if json_depth_exceeds(data, MAX_JSON_DEPTH):
         raise MalformedRequest(f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
@@ -177,10 +179,7 @@ def create_heartbeat(uuid: str):
 def _authenticate() -> None:
     if request.endpoint in PUBLIC_API_ENDPOINTS:
         return
-    # While the database is known to be down, answer at once instead of waiting on it.
-    if not runtime().db_breaker.allow():
-        raise DatabaseUnavailable("The database could not be reached; retry shortly.")
-    g.database_probe = True
+    refuse_while_database_down()
     require_api_key()
 
 

@@ -27,6 +27,30 @@ def test_slug_is_optional_unique_and_editable_through_our_api(api):
                     ).status_code == 201  # free again
 
 
+def test_one_application_two_views(api):
+    """Create here, read there; change there, read here."""
+    created = api.post("/api/v1/applications", json={
+        "name": "invoices", "slug": "invoices", "description": "monthly", "tags": ["billing", "prod"],
+        "cron": "0 3 1 * *", "timezone": "Europe/Berlin", "grace_seconds": 900}).json()
+    uuid = created["uuid"]
+    headers = {"X-Api-Key": api.session.headers["Authorization"][7:]}
+    check = api.session.get(f"{api.base_url}/api/v3/checks/{uuid}", headers=headers).json()
+    assert {key: check[key] for key in ("uuid", "name", "slug", "desc", "tags", "schedule", "tz",
+                                        "grace", "status")} == {
+        "uuid": uuid, "name": "invoices", "slug": "invoices", "desc": "monthly",
+        "tags": "billing prod", "schedule": "0 3 1 * *", "tz": "Europe/Berlin", "grace": 900,
+        "status": "new"}
+    changed = api.session.post(f"{api.base_url}/api/v3/checks/{uuid}", headers=headers, json={
+        "name": "invoices-eu", "tags": "billing", "timeout": 7200, "grace": 600,
+        "desc": "daily"})
+    assert changed.status_code == 200, changed.text
+    here = api.get(f"/api/v1/applications/{uuid}").json()
+    assert {key: here[key] for key in ("name", "slug", "description", "tags", "period_seconds",
+                                       "cron", "grace_seconds")} == {
+        "name": "invoices-eu", "slug": "invoices", "description": "daily", "tags": ["billing"],
+        "period_seconds": 7200, "cron": None, "grace_seconds": 600}
+
+
 def ping_key_cli(app, *args: str):
     result = app.test_cli_runner().invoke(args=["ping-key", *args])
     return result
