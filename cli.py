@@ -1,5 +1,5 @@
 """Flask CLI commands: `flask api-key create|list|revoke`, `flask ping-key create|list|revoke`,
-`flask monitor`."""
+`flask import-healthchecks`, `flask monitor`."""
 from __future__ import annotations
 
 import click
@@ -8,6 +8,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from auth import create_api_key, list_api_keys, revoke_api_key
 from exceptions import AppError
+from healthchecks_import import ImportFailed, apply_plan, fetch_source, plan_import
 from ping_keys import create_ping_key, display_key, list_ping_keys, revoke_ping_key
 from config import runtime
 from utils.clock import utc_iso
@@ -82,6 +83,25 @@ def revoke_ping_key_command(prefix: str) -> None:
     click.echo(f"Revoked ping key {ping_key.name!r} (id {ping_key.id}).")
 
 
+@click.command("import-healthchecks")
+@click.option("--url", required=True, help="The Healthchecks instance, e.g. https://hc.example.com")
+@click.option("--api-key", required=True, help="A read-write API key of its project.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@with_appcontext
+def import_healthchecks_command(url: str, api_key: str, dry_run: bool) -> None:
+    """Create (or update) an application for every check of a Healthchecks project, with the
+    same UUID, and list its channels to recreate here."""
+    try:
+        source = fetch_source(url, api_key)
+    except ImportFailed as error:
+        raise click.ClickException(f"Nothing imported: {error}")
+    plan = plan_import(source)
+    if not dry_run:
+        apply_plan(plan, runtime().clock.now())
+    for line in plan.lines(dry_run):
+        click.echo(line)
+
+
 @click.command("monitor")
 @with_appcontext
 def monitor_command() -> None:
@@ -105,4 +125,5 @@ def monitor_command() -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(api_key_cli)
     app.cli.add_command(ping_key_cli)
+    app.cli.add_command(import_healthchecks_command)
     app.cli.add_command(monitor_command)
