@@ -5,9 +5,12 @@ import socket
 
 import pytest
 
+from app import create_app
+from tests.conftest import Client, LiveServer, close_app
 from tests.factories import make_channel
 from tests.healthchecks_server import (API_KEY, READ_ONLY_KEY, HealthchecksServer,
                                        documented_check)
+from tests.test_cli import run_flask
 
 FILESYSTEM = "31365bce-8da9-4729-8ff3-aaa71d56b712"
 DATABASE = "803f680d-e89b-492b-82ef-2be7b774a92d"
@@ -155,3 +158,27 @@ def test_import_from_our_own_healthchecks_api_round_trips(app, api, server, sour
     assert result.exit_code == 0, result.output
     assert "2 unchanged" in result.output
     assert applications(api) == ours
+
+
+@pytest.mark.slow
+def test_the_readme_migration_in_five_commands(source, tmp_path):
+    database_url = f"sqlite:///{tmp_path / 'moved.db'}"
+    run_flask(["db", "upgrade"], database_url)
+    dry = run_flask(["import-healthchecks", "--url", source.url, "--api-key", API_KEY,
+                     "--dry-run"], database_url)
+    assert dry.splitlines()[-1].endswith("Dry run: nothing was changed.")
+    done = run_flask(["import-healthchecks", "--url", source.url, "--api-key", API_KEY],
+                     database_url)
+    assert done.splitlines()[-1].startswith("2 checks: 2 created")
+    new_key = run_flask(["api-key", "create", "terraform"], database_url).splitlines()[-1]
+    app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
+                      "LOG_FORMAT": "text", "SPOOL_DIR": str(tmp_path / "spool")})
+    live = LiveServer(app).start()
+    try:
+        client = Client(live.url)
+        client.session.headers["X-Api-Key"] = new_key
+        checks = client.get("/api/v3/checks/").json()["checks"]
+        assert sorted(check["uuid"] for check in checks) == sorted([FILESYSTEM, DATABASE])
+    finally:
+        live.stop()
+        close_app(app)
