@@ -10,6 +10,7 @@ from flask import Flask, g, request
 
 import models  # noqa: F401  (registers every table with SQLAlchemy)
 from background import serving_process, start_background
+from badges import badges_bp
 from cli import register_cli
 from config import INSTANCE_DIR, Settings
 from dashboard import DashboardSessions, dashboard_bp
@@ -17,6 +18,7 @@ from database import db, engine_options, install_io_timeout, migrate
 from delivery import Deliverer
 from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
+from healthchecks_api import register_healthchecks_api
 from heartbeat_monitor import Monitor
 from ingest.fast_path import PingFastPath
 from ingest.replay import replay_spools
@@ -79,6 +81,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_cli(app)
     for blueprint in (ping_bp, api_bp, errors_bp, monitoring_bp, docs_bp, dashboard_bp):
         app.register_blueprint(blueprint)
+    register_healthchecks_api(app)
+    app.register_blueprint(badges_bp)
     _install_request_hooks(app)
     instrument_requests(app)
 

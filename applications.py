@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
+import uuid as uuid_lib
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +18,7 @@ from schedule import next_deadline
 from status_rules import next_check_at
 from utils.pagination import paginate
 
+UNIQUE_KEY_PATTERN = re.compile(r"[0-9a-f]{40}")
 _SCHEDULE_FIELDS = {"period_seconds", "cron", "timezone", "grace_seconds"}
 DEFAULTS = {"description": "", "period_seconds": 86400, "timezone": "UTC", "grace_seconds": 3600,
             "failure_threshold": 1, "tags": []}
@@ -28,6 +32,55 @@ def get_application(uuid: str, *, for_update: bool = False) -> Application:
     if application is None:
         raise ApplicationNotFound(uuid)
     return application
+
+
+def canonical_uuid(text: str) -> str | None:
+    """`text` as a canonical lower-case UUID, or None if it is not one."""
+    try:
+        return str(uuid_lib.UUID(text))
+    except ValueError:
+        return None
+
+
+def find_application(identifier: str) -> Application | None:
+    """The application a badge URL names: by UUID, slug or unique key."""
+    uuid = canonical_uuid(identifier)
+    application = None
+    if uuid is not None:
+        application = db.session.execute(
+            select(Application).where(Application.uuid == uuid)).scalar_one_or_none()
+    if application is None:
+        application = application_by_slug(identifier)
+    if application is None and UNIQUE_KEY_PATTERN.fullmatch(identifier):
+        application = application_by_unique_key(identifier)
+    return application
+
+
+def unique_key(uuid: str) -> str:
+    """Healthchecks' `unique_key`: names an application to read-only keys and in badge URLs
+    without revealing its UUID (the secret of its ping URL)."""
+    return hashlib.sha1(uuid.replace("-", "")[:16].encode()).hexdigest()
+
+
+def application_by_unique_key(key: str) -> Application | None:
+    """The application whose unique_key is `key` (a scan of the UUIDs: nothing indexes it)."""
+    for application_id, uuid in db.session.execute(select(Application.id, Application.uuid)):
+        if unique_key(uuid) == key:
+            return db.session.get(Application, application_id)
+    return None
+
+
+def application_by_slug(slug: str) -> Application | None:
+    return db.session.execute(
+        select(Application).where(Application.slug == slug)).scalar_one_or_none()
+
+
+def slug_taken(slug: str, application_id: int | None) -> bool:
+    """True if another application than `application_id` has this slug."""
+    query = select(Application.id).where(Application.slug == slug)
+    if application_id is not None:
+        query = query.where(Application.id != application_id)
+    return db.session.execute(query.limit(1)).first() is not None
 
 
 def create_application(fields: dict[str, Any], now: dt.datetime) -> Application:
@@ -58,6 +111,8 @@ def update_application(uuid: str, fields: dict[str, Any], now: dt.datetime) -> A
 
 def _assign(application: Application, fields: dict[str, Any], now: dt.datetime) -> None:
     fields = dict(fields)
+    if fields.get("slug") and slug_taken(fields["slug"], application.id):
+        raise Conflict(f"Another application has the slug {fields['slug']!r}.")
     if fields.get("cron"):
         fields["period_seconds"] = None
     elif fields.get("period_seconds"):

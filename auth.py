@@ -25,8 +25,7 @@ def hash_key(key: str) -> str:
 
 def create_api_key(name: str, read_only: bool, now: dt.datetime) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the plaintext key, which is never stored."""
-    prefix = secrets.token_hex(4)
-    plaintext = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    prefix, plaintext = new_key(KEY_SCHEME)
     api_key = ApiKey(name=name, prefix=prefix, key_hash=hash_key(plaintext),
                      read_only=read_only, created_at=now)
     db.session.add(api_key)
@@ -34,10 +33,16 @@ def create_api_key(name: str, read_only: bool, now: dt.datetime) -> tuple[ApiKey
     return api_key, plaintext
 
 
-def key_prefix(key: str) -> str:
-    """The public prefix of `hbm_<prefix>_<secret>` (it names the key), or "" if not one."""
+def new_key(scheme: str) -> tuple[str, str]:
+    """(prefix, key): a key `<scheme>_<prefix>_<secret>` whose prefix names it in listings."""
+    prefix = secrets.token_hex(4)
+    return prefix, f"{scheme}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def key_prefix(key: str, scheme: str = KEY_SCHEME) -> str:
+    """The public prefix of `<scheme>_<prefix>_<secret>` (it names the key), or "" if not one."""
     parts = key.split("_", 2)
-    return parts[1] if len(parts) >= 2 and parts[0] == KEY_SCHEME else ""
+    return parts[1] if len(parts) >= 2 and parts[0] == scheme else ""
 
 
 def list_api_keys() -> list[ApiKey]:
@@ -76,9 +81,13 @@ def authenticate(key: str | None) -> ApiKey:
     return api_key
 
 
-def require_api_key() -> None:
-    """Before-request guard of the management API."""
-    api_key = authenticate(presented_key())
-    if api_key.read_only and request.method not in READ_METHODS:
+def require_api_key(key: str | None = None, *, read_only_allowed: bool | None = None) -> ApiKey:
+    """Before-request guard of the management API: the presented key (or `key`) must be valid,
+    and a read-only key may only read (or, when given, only where `read_only_allowed`)."""
+    api_key = authenticate(key or presented_key())
+    if read_only_allowed is None:
+        read_only_allowed = request.method in READ_METHODS
+    if api_key.read_only and not read_only_allowed:
         raise Forbidden("This API key is read-only.")
     g.api_key_id = api_key.id
+    return api_key

@@ -1,4 +1,5 @@
-"""Flask CLI commands: `flask api-key create|list|revoke`, `flask monitor`."""
+"""Flask CLI commands: `flask api-key create|list|revoke`, `flask ping-key create|list|revoke`,
+`flask import-healthchecks`, `flask monitor`."""
 from __future__ import annotations
 
 import signal
@@ -9,6 +10,9 @@ from flask.cli import AppGroup, with_appcontext
 
 from auth import create_api_key, list_api_keys, revoke_api_key
 from background import Background
+from exceptions import AppError
+from healthchecks_import import ImportFailed, apply_plan, fetch_source, plan_import
+from ping_keys import create_ping_key, display_key, list_ping_keys, revoke_ping_key
 from runtime import current_runtime
 from utils.clock import utc_iso
 
@@ -46,6 +50,61 @@ def revoke_api_key_command(prefix: str) -> None:
     click.echo(f"Revoked API key {api_key.name!r} (id {api_key.id}).")
 
 
+ping_key_cli = AppGroup("ping-key", help="Manage ping keys of slug ping URLs.")
+
+
+@ping_key_cli.command("create")
+@click.option("--key", default=None, metavar="KEY",
+              help="Adopt this existing key (a Healthchecks project's ping key) instead.")
+@click.argument("name")
+def create_ping_key_command(name: str, key: str | None) -> None:
+    """Create a ping key for /ping/<key>/<slug>; printed once, alone on the last line."""
+    try:
+        ping_key, plaintext = create_ping_key(name, current_runtime().clock.now(), key)
+    except AppError as error:
+        raise click.ClickException(f"{error.message}: {error.details}")
+    click.echo(f"Created ping key {ping_key.name!r} (id {ping_key.id}). Slug ping URLs are "
+               "/ping/<key>/<slug>. Store it now; it is not shown again:")
+    click.echo(plaintext)
+
+
+@ping_key_cli.command("list")
+def list_ping_keys_command() -> None:
+    """List ping keys by id, prefix and name (never the keys themselves)."""
+    for ping_key in list_ping_keys():
+        state = f"revoked {utc_iso(ping_key.revoked_at)}" if ping_key.revoked_at else "active"
+        click.echo(f"{ping_key.id}\t{display_key(ping_key)}\t{state}\t{ping_key.name}")
+
+
+@ping_key_cli.command("revoke")
+@click.argument("prefix")
+def revoke_ping_key_command(prefix: str) -> None:
+    """Revoke the ping key whose prefix (as listed) is PREFIX; its URLs stop working at once."""
+    ping_key = revoke_ping_key(prefix, current_runtime().clock.now())
+    if ping_key is None:
+        raise click.ClickException(f"No active ping key with prefix {prefix!r}.")
+    click.echo(f"Revoked ping key {ping_key.name!r} (id {ping_key.id}).")
+
+
+@click.command("import-healthchecks")
+@click.option("--url", required=True, help="The Healthchecks instance, e.g. https://hc.example.com")
+@click.option("--api-key", required=True, help="A read-write API key of its project.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@with_appcontext
+def import_healthchecks_command(url: str, api_key: str, dry_run: bool) -> None:
+    """Create (or update) an application for every check of a Healthchecks project, with the
+    same UUID, and list its channels to recreate here."""
+    try:
+        source = fetch_source(url, api_key)
+    except ImportFailed as error:
+        raise click.ClickException(f"Nothing imported: {error}")
+    plan = plan_import(source)
+    if not dry_run:
+        apply_plan(plan, current_runtime().clock.now())
+    for line in plan.lines(dry_run):
+        click.echo(line)
+
+
 @click.command("monitor")
 @with_appcontext
 def monitor_command() -> None:
@@ -65,4 +124,6 @@ def monitor_command() -> None:
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(api_key_cli)
+    app.cli.add_command(ping_key_cli)
+    app.cli.add_command(import_healthchecks_command)
     app.cli.add_command(monitor_command)

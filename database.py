@@ -5,6 +5,7 @@ import datetime as dt
 import select
 
 import psycopg2
+from flask import g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from psycopg2 import extensions as pg_extensions
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from config import Settings
+from exceptions import DatabaseUnavailable
+from runtime import current_runtime
 
 db = SQLAlchemy()
 migrate = Migrate()
@@ -93,6 +96,14 @@ def is_connection_error(error: BaseException) -> bool:
     if isinstance(error, sa_exc.TimeoutError):  # pool exhausted while the server is stalled
         return True
     return False
+
+
+def refuse_while_database_down() -> None:
+    """Management requests: 503 at once while the database is known to be down (§6.6), rather
+    than waiting on it; the answer of a request let through tells the breaker how it went."""
+    if not current_runtime().db_breaker.allow():
+        raise DatabaseUnavailable("The database could not be reached; retry shortly.")
+    g.database_probe = True
 
 
 def dialect_name() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuid_lib
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from database import UTCDateTime, db
@@ -25,6 +25,8 @@ class Application(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # Optional, unique: names the application in slug ping URLs and badge URLs.
+    slug: Mapped[str | None] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     period_seconds: Mapped[int | None] = mapped_column(Integer)
     cron: Mapped[str | None] = mapped_column(String(200))
@@ -33,6 +35,14 @@ class Application(db.Model):
     failure_threshold: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="new", index=True)
+    # Healthchecks' options: a paused application ignores pings until resumed by hand; "POST"
+    # lets only POST pings count.
+    manual_resume: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                server_default=false())
+    methods: Mapped[str] = mapped_column(String(8), nullable=False, default="", server_default="")
+    # Every heartbeat ever stored for it, pruned or not: counted by the database itself, a
+    # trigger on inserts into heartbeats (migration 0006), whichever path writes them.
+    n_pings: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_start_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_start_rid: Mapped[str | None] = mapped_column(String(36))
@@ -89,6 +99,7 @@ class Heartbeat(db.Model):
     source: Mapped[str] = mapped_column(String(8), nullable=False, default="ping")
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(300))
+    method: Mapped[str | None] = mapped_column(String(8))  # of the ping's HTTP request
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
     application: Mapped[Application] = relationship()
@@ -109,6 +120,19 @@ class ApiKey(db.Model):
     prefix: Mapped[str] = mapped_column(String(16), unique=True, nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     read_only: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class PingKey(db.Model):
+    """A key for slug ping URLs (/ping/<key>/<slug>); only a hash of the secret is stored."""
+
+    __tablename__ = "ping_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -153,6 +177,8 @@ class Channel(db.Model):
     __tablename__ = "channels"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # How the Healthchecks API names the channel (its integrations have UUIDs).
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     url: Mapped[str | None] = mapped_column(Text)

@@ -16,6 +16,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema
 
+import healthchecks_schemas as healthchecks
 import schemas
 
 OPENAPI_VERSION = "3.0.3"
@@ -57,6 +58,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     needs_key: bool = True
     description: str = ""
+    body_required: bool = True
 
 
 def _json(schema: type[Schema] | Schema, description: str = "OK") -> dict[str, Any]:
@@ -69,8 +71,61 @@ def _media(media_type: str, description: str) -> dict[str, Any]:
 
 
 HTML = _media("text/html", "An HTML page")
+BADGE = {"description": "The badge: SVG, or JSON for .json and .shields",
+         "content": {"image/svg+xml": {"schema": {"type": "string"}},
+                     "application/json": {"schema": {"type": "object"}}}}
 REDIRECT = {"description": "Redirect (to the dashboard or the sign-in page)"}
 PING_OK = _media("text/plain", "`OK`: the heartbeat was recorded")
+
+HEALTHCHECKS_API = ("Healthchecks' management API, as its documentation describes it; the key "
+                    "may also come as `api_key` in a POST's JSON body, whatever its "
+                    "Content-Type. Read-only keys get `unique_key` instead of `uuid`, the URLs "
+                    "and `channels`.")
+
+
+def healthchecks_operations(version: int) -> list[Operation]:
+    """Healthchecks' API under /api/v<version>/ (healthchecks_api.py)."""
+    prefix, tag = f"/api/v{version}", f"healthchecks-v{version}"
+    check = _json(healthchecks.CheckSchema)
+    operations = [
+        Operation(f"{prefix}/checks/", "get", "List checks", tag,
+                  {200: _json(healthchecks.CheckListSchema)}, query=healthchecks.ChecksQuerySchema,
+                  errors=(422,), description=HEALTHCHECKS_API),
+        Operation(f"{prefix}/checks/", "post", "Create a check", tag,
+                  {201: _json(healthchecks.CheckSchema, "Created"),
+                   200: _json(healthchecks.CheckSchema, "A check matched `unique`: updated")},
+                  body=healthchecks.CheckSpecSchema, body_required=False,
+                  errors=(400, 409, 422)),
+        Operation(f"{prefix}/checks/<uuid>", "get", "Get a check by UUID or unique key", tag,
+                  {200: check}, errors=(400, 404)),
+        Operation(f"{prefix}/checks/<uuid>", "post", "Update a check", tag, {200: check},
+                  body=healthchecks.CheckSpecSchema, body_required=False,
+                  errors=(400, 404, 409, 422), description="Fields left out keep their value."),
+        Operation(f"{prefix}/checks/<uuid>", "delete", "Delete a check (answers it)", tag,
+                  {200: check}, errors=(400, 404)),
+        Operation(f"{prefix}/checks/<uuid>/pause", "post", "Pause a check", tag, {200: check},
+                  errors=(400, 404)),
+        Operation(f"{prefix}/checks/<uuid>/resume", "post", "Resume a paused check", tag,
+                  {200: check}, errors=(400, 404, 409)),
+        Operation(f"{prefix}/checks/<uuid>/pings/", "get", "A check's latest pings", tag,
+                  {200: _json(healthchecks.PingListSchema)}, errors=(400, 404)),
+        Operation(f"{prefix}/checks/<uuid>/pings/<int:n>/body", "get", "A ping's body", tag,
+                  {200: _media("text/plain", "The body as it was received")},
+                  errors=(400, 404)),
+        Operation(f"{prefix}/checks/<uuid>/flips/", "get",
+                  "A check's changes between up and down", tag,
+                  {200: _json(healthchecks.FlipListSchema)}, query=healthchecks.FlipsQuerySchema,
+                  errors=(400, 404, 422)),
+        Operation(f"{prefix}/badges/", "get", "Badge URLs of every tag", tag,
+                  {200: _json(healthchecks.BadgeListSchema)}),
+        Operation(f"{prefix}/status/", "get", "OK when the database answers", tag,
+                  {200: _media("text/plain", "`OK`")}, needs_key=False),
+    ]
+    if version >= 2:  # /api/v1/channels is ours
+        operations.append(Operation(f"{prefix}/channels/", "get", "List channels", tag,
+                                    {200: _json(healthchecks.IntegrationListSchema)}))
+    return operations
+
 
 OPERATIONS: list[Operation] = [
     # Heartbeat API (§3).
@@ -164,6 +219,17 @@ OPERATIONS: list[Operation] = [
               needs_key=False),
     Operation("/docs", "get", "API documentation page", "service", {200: HTML},
               needs_key=False),
+    # Coming from Healthchecks (§9).
+    *[operation for version in (3, 2, 1) for operation in healthchecks_operations(version)],
+    # Status badges (§10): public, behind the badge key.
+    Operation("/badge/<badge_key>/<target>.<any(svg,json,shields):fmt>", "get",
+              "An application's badge (by slug, UUID or unique key), or all applications'",
+              "badges", {200: BADGE}, errors=(404,), needs_key=False,
+              description="`target` is an application, or the signature that "
+                          "/api/v3/badges/ gives for all of them."),
+    Operation("/badge/<badge_key>/<signature>/<path:tag>.<any(svg,json,shields):fmt>", "get",
+              "A tag's badge", "badges", {200: BADGE}, errors=(404,), needs_key=False,
+              description="URLs as /api/v3/badges/ lists them."),
     # Dashboard (§6.7): HTML, signed in with an API key (session cookie, CSRF token).
     Operation("/", "get", "Dashboard", "dashboard", {200: HTML, 302: REDIRECT},
               needs_key=False),
@@ -177,7 +243,8 @@ OPERATIONS: list[Operation] = [
               description="Form field `csrf_token`."),
 ]
 
-_RULE_PARAMETER = re.compile(r"<(?:(?P<converter>[a-z]+):)?(?P<name>\w+)>")
+_RULE_PARAMETER = re.compile(
+    r"<(?:(?P<converter>[a-z]+)(?:\((?P<arguments>[^)]*)\))?:)?(?P<name>\w+)>")
 
 
 def openapi_path(rule: str) -> str:
@@ -189,7 +256,9 @@ def _path_parameters(rule: str) -> list[dict[str, Any]]:
     parameters = []
     for match in _RULE_PARAMETER.finditer(rule):
         schema = {"type": "integer"} if match["converter"] == "int" else {"type": "string"}
-        if match["name"] == "uuid":
+        if match["converter"] == "any":
+            schema["enum"] = [value.strip() for value in match["arguments"].split(",")]
+        elif match["name"] == "uuid":
             schema["format"] = "uuid"
         parameters.append({"in": "path", "name": match["name"], "required": True,
                            "schema": schema})
@@ -207,7 +276,7 @@ def _operation_spec(operation: Operation) -> dict[str, Any]:
         spec["requestBody"] = {"required": False, "content": {
             operation.body: {"schema": {"type": "string"}}}}
     elif operation.body is not None:
-        spec["requestBody"] = {"required": True, "content": {
+        spec["requestBody"] = {"required": operation.body_required, "content": {
             "application/json": {"schema": operation.body}}}
     responses = {str(status): response for status, response in operation.responses.items()}
     errors = set(operation.errors) | set(COMMON_ERRORS)

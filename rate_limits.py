@@ -3,7 +3,8 @@
 - heartbeats: PING_RATE_LIMIT per application UUID *and* client address (someone else flooding
   a UUID cannot get its real job refused), and PING_CLIENT_RATE_LIMIT per client address over
   all UUIDs (a client spraying random UUIDs);
-- the management API: API_RATE_LIMIT per API key (per client address before a key is known);
+- the management APIs (ours and Healthchecks'): API_RATE_LIMIT per API key (per client address
+  before a key is known, or when it is sent in a JSON body);
 - dashboard sign-in: LOGIN_RATE_LIMIT per client address, against key guessing.
 
 Fixed windows: one counter per key and window, cheap in memory and in Redis. `memory://`
@@ -87,6 +88,11 @@ def counter_storage(url: str):
     return storage_from_string(url)
 
 
+def is_management_api(blueprint: str | None) -> bool:
+    """Ours under /api/v1, or Healthchecks' (healthchecks_api.py): limited per API key."""
+    return blueprint == "api" or (blueprint or "").startswith("healthchecks_")
+
+
 def client_address() -> str:
     return request.remote_addr or "unknown"
 
@@ -114,7 +120,7 @@ class RateLimits:
         endpoint = request.endpoint
         if endpoint in HEARTBEAT_ENDPOINTS:
             self.check_heartbeat((request.view_args or {}).get("uuid", ""), client_address())
-        elif request.blueprint == "api":
+        elif is_management_api(request.blueprint):
             self.hit((self.api_per_key, "api", api_key_identity()))
         elif endpoint == LOGIN_ENDPOINT:
             self.hit((self.login_per_client, "login", client_address()))

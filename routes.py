@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 import alert_manager
 import applications
 import channels
 from auth import require_api_key
-from exceptions import DatabaseUnavailable
+from database import refuse_while_database_down
 from ingest.signals import (
     PING_ANSWER,
     PING_METHODS,
@@ -92,10 +92,7 @@ def create_heartbeat(uuid: str):
 def _authenticate() -> None:
     if request.endpoint in PUBLIC_API_ENDPOINTS:
         return
-    # While the database is known to be down, answer at once instead of waiting on it.
-    if not current_runtime().db_breaker.allow():
-        raise DatabaseUnavailable("The database could not be reached; retry shortly.")
-    g.database_probe = True
+    refuse_while_database_down()
     require_api_key()
 
 

@@ -5,7 +5,7 @@ import datetime as dt
 import json
 import unicodedata
 
-from flask import has_app_context, url_for
+from flask import has_app_context, request
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from ingest.signals import kind_for_exit_code
@@ -19,7 +19,10 @@ from utils.webhook_headers import header_problem
 
 MAX_METADATA_BYTES = 8 * 1024
 ONE_YEAR_SECONDS = 366 * 86400
-TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# Any word without blanks or control characters: Healthchecks' tags (space-separated) carry over.
+TAG_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,64}$"
+SLUG_PATTERN = r"^[a-z0-9_-]+$"
+SLUG_MAX_LENGTH = 100
 
 
 class UTCDateTime(fields.DateTime):
@@ -29,14 +32,14 @@ class UTCDateTime(fields.DateTime):
         return utc_iso(value)
 
 
-def _validate_timezone(name: str) -> None:
+def validate_timezone(name: str) -> None:
     try:
         check_timezone(name)
     except InvalidSchedule as refused:
         raise ValidationError(str(refused))
 
 
-def _validate_cron(expression: str) -> None:
+def validate_cron(expression: str) -> None:
     # Outside a request (schemas used on their own) the system clock serves.
     now = current_runtime().clock.now() if has_app_context() else dt.datetime.now(dt.timezone.utc)
     try:  # a schedule that never fires again would have no deadline to judge
@@ -147,17 +150,26 @@ class HeartbeatOutSchema(Schema):
     received_at = UTCDateTime()
 
 
+def slug_field(**kwargs) -> fields.String:
+    """A slug: lowercase letters, digits, `-` and `_` (as Healthchecks allows)."""
+    return fields.String(validate=[validate.Length(min=1, max=SLUG_MAX_LENGTH),
+                                   validate.Regexp(SLUG_PATTERN, error="Only lowercase letters, "
+                                                   "digits, '-' and '_'.")], **kwargs)
+
+
 class ApplicationInSchema(InputSchema):
     uuid = fields.UUID(load_only=True)
     name = Name(required=True, validate=validate.Length(min=1, max=200))
+    slug = slug_field(allow_none=True, metadata={
+        "description": "Unique; names it in slug ping URLs and badges. null removes it."})
     description = fields.String(validate=validate.Length(max=2000))
     tags = fields.List(fields.String(validate=validate.Regexp(TAG_PATTERN)),
                        validate=validate.Length(max=50))
     period_seconds = fields.Integer(strict=True, allow_none=True,
                                     validate=validate.Range(min=1, max=ONE_YEAR_SECONDS))
     cron = fields.String(allow_none=True,
-                         validate=[validate.Length(min=1, max=200), _validate_cron])
-    timezone = fields.String(validate=[validate.Length(max=64), _validate_timezone])
+                         validate=[validate.Length(min=1, max=200), validate_cron])
+    timezone = fields.String(validate=[validate.Length(max=64), validate_timezone])
     grace_seconds = fields.Integer(strict=True,
                                    validate=validate.Range(min=0, max=ONE_YEAR_SECONDS))
     failure_threshold = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
@@ -173,6 +185,7 @@ class ApplicationInSchema(InputSchema):
 class ApplicationOutSchema(Schema):
     uuid = fields.String()
     name = fields.String()
+    slug = fields.String(allow_none=True)
     description = fields.String()
     tags = fields.List(fields.String())
     period_seconds = fields.Integer(allow_none=True)
@@ -192,10 +205,12 @@ class ApplicationOutSchema(Schema):
         return sorted(channel.id for channel in getattr(application, "channels", []))
 
     def _ping_url(self, application) -> str:
-        base = current_runtime().settings.PUBLIC_BASE_URL.rstrip("/")
-        if base:
-            return f"{base}/ping/{application.uuid}"
-        return url_for("ping.ping", uuid=application.uuid, _external=True)
+        return f"{public_base_url()}/ping/{application.uuid}"
+
+
+def public_base_url() -> str:
+    """Where clients reach this service: PUBLIC_BASE_URL, else the current request's root."""
+    return current_runtime().settings.PUBLIC_BASE_URL.rstrip("/") or request.url_root.rstrip("/")
 
 
 class ApplicationListQuerySchema(InputSchema):
@@ -347,6 +362,7 @@ class ChannelInSchema(InputSchema):
 
 class ChannelOutSchema(Schema):
     id = fields.Integer()
+    uuid = fields.String(metadata={"description": "Its id in the Healthchecks-compatible API."})
     name = fields.String()
     kind = fields.String()
     url = fields.Method("_url", allow_none=True)

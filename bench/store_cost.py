@@ -2,23 +2,26 @@
 two round trips, side by side on the same connection settings and database.
 
     .venv/bin/python bench/store_cost.py [--batches 3000] [--size 4] [--rounds 2]
+                                         [--count-trigger]
 
 Writes `--batches` batches of `--size` plain pings to 200 applications through
 ingest/pg_store.PostgresHeartbeatStore, alternating the two paths round after round, and
 prints per batch: wall time, CPU of this process (the writer's share) and CPU of the
 PostgreSQL backend serving the connection (from /proc). No HTTP, no threads: the cost of the
-write alone.
+write alone. With --count-trigger, each path is measured with and without the trigger that
+counts pings into applications.n_pings (migration 0006), alternating, round after round.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import random
 import time
 
 from bench_ingest import create_applications
-from common import bench_database, machine, median
+from common import bench_database, connect, machine, median
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -34,6 +37,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3000)
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--count-trigger", action="store_true",
+                        help="compare each path with and without the n_pings trigger")
     args = parser.parse_args()
     print(f"store cost: {machine()}; {args.batches} batches of {args.size} plain pings per "
           f"path and round, {args.rounds} rounds", flush=True)
@@ -42,7 +47,7 @@ def main() -> None:
         from app import create_app
         from database import db
         from ingest.pg_store import PostgresHeartbeatStore
-        from routes import received_signal
+        from ingest.signals import received_signal
         app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
                           "LOG_LEVEL": "WARNING"})
 
@@ -52,7 +57,13 @@ def main() -> None:
                                            user_agent="bench", exit_code=None))
                     for uuid in random.sample(uuids, args.size)]
 
-        def measure(one_statement: bool) -> tuple[float, float, float]:
+        def count_pings(enabled: bool) -> None:
+            with contextlib.closing(connect(database_url)) as admin, admin.cursor() as cursor:
+                cursor.execute("ALTER TABLE heartbeats " + ("ENABLE" if enabled else "DISABLE")
+                               + " TRIGGER heartbeats_count_pings")
+
+        def measure(one_statement: bool, counting: bool = True) -> tuple[float, float, float]:
+            count_pings(counting)
             with app.app_context():
                 store = PostgresHeartbeatStore(db.engine)
             if not one_statement:
@@ -70,16 +81,21 @@ def main() -> None:
             store.close()
             return tuple(1e6 * cost / args.batches for cost in costs)
 
-        results: dict[str, list[tuple[float, float, float]]] = {"two round trips": [],
-                                                                 "one statement": []}
+        variants = [("two round trips", False, True), ("one statement", True, True)]
+        if args.count_trigger:
+            variants = [(f"{name}, {'counted' if counting else 'not counted'}", path, counting)
+                        for name, path, _ in variants for counting in (False, True)]
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in
+                                                                 variants}
         for _ in range(args.rounds):
-            results["two round trips"].append(measure(False))
-            results["one statement"].append(measure(True))
+            for name, one_statement, counting in variants:
+                results[name].append(measure(one_statement, counting))
+        count_pings(True)
         with app.app_context():
             db.engine.dispose()
     for name, runs in results.items():
         wall, cpu, server = (median([run[n] for run in runs]) for n in range(3))
-        print(f"  {name:16s} per batch: wall {wall:4.0f} us, writer CPU {cpu:4.0f} us, "
+        print(f"  {name:30s} per batch: wall {wall:4.0f} us, writer CPU {cpu:4.0f} us, "
               f"PostgreSQL backend CPU {server:4.0f} us", flush=True)
 
 

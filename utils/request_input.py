@@ -82,14 +82,15 @@ def read_body() -> bytes:
     raise PayloadTooLarge(f"Bodies may be at most {limit} bytes.")
 
 
-def json_body(*, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (strict: no NaN or Infinity)."""
+def json_body(*, allow_empty: bool = False, any_media_type: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object (strict: no NaN or Infinity); with `any_media_type`,
+    whatever its Content-Type (as `curl --data` sends it)."""
     data = read_body()
     if not data.strip():
         if allow_empty:
             return {}
         raise MalformedRequest("A JSON object body is required.")
-    if not request.is_json:
+    if not any_media_type and not request.is_json:
         raise UnsupportedMediaType(f"Got Content-Type: {request.mimetype or 'none'}")
     if json_depth_exceeds(data, MAX_JSON_DEPTH):
         raise MalformedRequest(f"The JSON nests deeper than {MAX_JSON_DEPTH} levels.")
