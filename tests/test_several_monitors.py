@@ -1,4 +1,5 @@
-"""§6.5: several monitor processes against one PostgreSQL: each alert is sent exactly once."""
+"""§6.5: several monitor processes against one PostgreSQL: each alert is sent exactly once, and
+each decision of §8 (reminder, escalation step, released alert) is made once."""
 from __future__ import annotations
 
 import collections
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from app import create_app
@@ -61,3 +63,92 @@ def test_three_monitor_processes_deliver_every_alert_exactly_once(postgres_datab
     assert per_application == {uuid: 1 for uuid in uuids}, tails
     assert len(set(sink.alert_ids())) == APPLICATIONS == len(sink.received)
     assert {r["json"]["event"] for r in sink.received} == {"application.down"}
+
+
+GROUP = 8
+
+
+def test_three_monitor_processes_decide_each_reminder_escalation_and_release_once(
+        postgres_databases, sink, other_sink, serve, tmp_path):
+    """§8 on §6.5: reminders, escalation steps, alerts released by a window's end and by a
+    parent's recovery, each queued and delivered once while three monitors race for them."""
+    url = postgres_databases.create()
+    migrate(url)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    clock = ManualClock(start)
+    app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False, "LOG_FORMAT": "text",
+                      "CLOCK": clock, "SPOOL_DIR": str(tmp_path / "spool")})
+    live = serve(app)
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    ops = api.post("/api/v1/channels", json={"name": "ops", "kind": "webhook",
+                                             "url": sink.url}).json()["id"]
+    lead = api.post("/api/v1/channels", json={"name": "lead", "kind": "webhook",
+                                              "url": other_sink.url}).json()["id"]
+
+    def create(name: str, **fields) -> str:
+        return api.post("/api/v1/applications", json={
+            "name": name, "period_seconds": 60, "grace_seconds": 30, "channels": [ops],
+            **fields}).json()["uuid"]
+
+    reminded = [create(f"reminded-{n}", reminder_interval_seconds=60, escalation=[
+        {"after_seconds": 120, "channels": [lead]}]) for n in range(GROUP)]
+    in_window = [create(f"maintained-{n}", tags=["maint"]) for n in range(GROUP)]
+    parent = create("parent")
+    children = [create(f"child-{n}", depends_on=parent) for n in range(GROUP)]
+    assert api.post("/api/v1/maintenance-windows", json={
+        "name": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T00:10:00Z",
+        "tags": ["maint"]}).status_code == 201
+    for uuid in reminded + in_window + [parent] + children:
+        anonymous.get(f"/ping/{uuid}")
+
+    clock_file = tmp_path / "clock"
+    env = {**os.environ, "DATABASE_URL": url, "CLOCK_FILE": str(clock_file),
+           "MONITOR_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
+           "SPOOL_DIR": str(tmp_path / "spool")}
+    logs = [tmp_path / f"monitor-{n}.log" for n in range(3)]
+
+    def received(event: str, sinks=(sink, other_sink)) -> int:
+        return sum(1 for each in sinks for request in list(each.received)
+                   if request["json"]["event"] == event)
+
+    def at(seconds: int, expected: dict[str, int]) -> None:
+        """Move every monitor's clock to start + seconds; wait for the alerts expected by then."""
+        clock_file.write_text((start + dt.timedelta(seconds=seconds)).isoformat())
+        wait_until(lambda: all(received(event) >= count for event, count in expected.items()),
+                   60, 0.1, f"at +{seconds} s: {expected}")
+
+    clock_file.write_text(start.isoformat())
+    monitors = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitor"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=log.open("wb")) for log in logs]
+    try:
+        # +100 s: every silent application is down; the window and the parent hold some.
+        at(100, {"application.down": GROUP + 1})
+        at(161, {"application.down": GROUP + 1, "application.still_down": GROUP})
+        at(221, {"application.down": 2 * GROUP + 1, "application.still_down": 2 * GROUP})
+        clock.set(start + dt.timedelta(seconds=221))
+        anonymous.get(f"/ping/{parent}")  # the parent recovers: its children's alerts go
+        at(222, {"application.down": 3 * GROUP + 1, "application.up": 1})
+        # +601 s: the window has ended: what it held goes, with one reminder each.
+        at(601, {"application.down": 4 * GROUP + 1, "application.still_down": 3 * GROUP})
+        time.sleep(2)  # the monitors keep ticking at +601 s: nothing more may come of it
+    finally:
+        for process in monitors:
+            process.send_signal(signal.SIGTERM)
+        exit_codes = [process.wait(30) for process in monitors]
+    tails = [log.read_text()[-3000:] for log in logs]
+    assert exit_codes == [0, 0, 0], tails
+    everything = sink.received + other_sink.received
+    assert len({request["json"]["alert_id"] for request in everything}) == len(everything)
+    decisions = collections.Counter(
+        (request["json"]["application"]["uuid"], request["json"]["event"],
+         request["json"].get("escalation_step")) for request in everything)
+    expected = collections.Counter()
+    for uuid in reminded:
+        expected.update({(uuid, "application.down", None): 1, (uuid, "application.down", 1): 1,
+                         (uuid, "application.still_down", None): 3})
+    for uuid in in_window + children:
+        expected[(uuid, "application.down", None)] = 1
+    expected.update({(parent, "application.down", None): 1, (parent, "application.up", None): 1})
+    assert decisions == expected, tails
+    assert all(request["json"].get("escalation_step") == 1 for request in other_sink.received)
