@@ -20,7 +20,7 @@ from ack_links import AckLink, InvalidAckLink, read_ack_token
 from database import db
 from exceptions import Conflict
 from incidents import IncidentNotFound, queue_alert, told_channels
-from models import ApiKey, Channel, Incident
+from models import ApiKey, Application, Channel, Incident
 from runtime import current_runtime
 from transports import TRANSPORTS
 
@@ -37,10 +37,16 @@ def receives_acknowledgements(channel: Channel) -> bool:
 def acknowledge(incident_id: int, by: str, note: str | None, now: dt.datetime) -> Incident:
     """Acknowledge the incident if it is open and not acknowledged yet; the incident as it is
     then (a resolved one, or one acknowledged before, is left as it was)."""
-    incident = db.session.execute(select(Incident).where(Incident.id == incident_id)
-                                  .with_for_update()).scalar_one_or_none()
-    if incident is None:
+    application_id = db.session.scalar(select(Incident.application_id).where(
+        Incident.id == incident_id))
+    if application_id is None:
         raise IncidentNotFound(incident_id)
+    # The application's row first, then the incident's: the order ingest locks them in.
+    application = db.session.execute(select(Application).where(
+        Application.id == application_id).with_for_update()).scalar_one()
+    incident = db.session.execute(
+        select(Incident).where(Incident.id == incident_id).with_for_update()
+        .execution_options(populate_existing=True)).scalar_one()
     if incident.resolved_at is None and incident.acknowledged_at is None:
         incident.acknowledged_at, incident.acknowledged_by = now, by[:300]
         incident.acknowledgement_note = note or None
@@ -48,7 +54,7 @@ def acknowledge(incident_id: int, by: str, note: str | None, now: dt.datetime) -
         if incident.alerted_at is not None:
             for channel in told_channels(incident):
                 if receives_acknowledgements(channel):
-                    queue_alert(channel, ACKNOWLEDGED, incident.application, incident, now)
+                    queue_alert(channel, ACKNOWLEDGED, application, incident, now)
     db.session.commit()
     return incident
 

@@ -56,12 +56,15 @@ def depends_on_uuid(application: Application) -> str | None:
         Application.id == application.depends_on_id))
 
 
-def open_ancestors(applications: Iterable[Application]) -> dict[int, str]:
+def open_ancestors(applications: Iterable[Application], *,
+                   for_opening: bool = False) -> dict[int, str]:
     """For each application with an ancestor that has an open incident, the nearest one's uuid.
 
-    The ancestors' open incidents are read FOR SHARE: an ancestor resolving at the same moment
-    either commits first (and is seen resolved) or waits for this transaction (and then finds
-    the incident this one opened, to look at it again). One query per level of the graph.
+    One query per level of the graph. When incidents are being opened, the ancestors' open
+    incidents are read FOR SHARE: an ancestor resolving at the same moment either commits
+    first (and is seen resolved) or waits for this transaction (and then finds the incident
+    this one opened, to look at it again). An incident already held needs no lock: an
+    ancestor resolving meanwhile wakes it after this transaction.
     """
     pending = {application.id: application.depends_on_id for application in applications
                if application.depends_on_id is not None}
@@ -74,10 +77,11 @@ def open_ancestors(applications: Iterable[Application]) -> dict[int, str]:
         ancestors = {row.id: row for row in db.session.execute(
             select(Application.id, Application.uuid, Application.depends_on_id)
             .where(Application.id.in_(ancestor_ids)))}
-        with_open = set(db.session.execute(
-            select(Incident.application_id).where(Incident.application_id.in_(ancestor_ids),
-                                                  Incident.resolved_at.is_(None))
-            .with_for_update(read=True)).scalars())
+        query = select(Incident.application_id).where(
+            Incident.application_id.in_(ancestor_ids), Incident.resolved_at.is_(None))
+        if for_opening:
+            query = query.with_for_update(read=True)
+        with_open = set(db.session.execute(query).scalars())
         following = {}
         for application_id, ancestor_id in pending.items():
             ancestor = ancestors.get(ancestor_id)

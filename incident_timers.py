@@ -26,13 +26,22 @@ BATCH_SIZE = 200
 
 
 def check_due_incidents(now: dt.datetime) -> int:
-    """Act on every incident whose next check has come; returns how many were looked at."""
+    """Act on every incident whose next check has come; returns how many were looked at.
+
+    An incident is claimed with its application's row, in the order ingest locks them
+    (application, then incident), so a heartbeat resolving it at the same moment waits for
+    this transaction or is skipped, never deadlocked. `FOR NO KEY UPDATE` leaves the rows free
+    for the key-share locks of alerts inserted elsewhere.
+    """
     checked = 0
     while True:
         batch = db.session.execute(
-            select(Incident).where(Incident.next_check_at <= now)
+            select(Incident, Application)
+            .join(Application, Incident.application_id == Application.id)
+            .where(Incident.next_check_at <= now)
             .order_by(Incident.next_check_at, Incident.id).limit(BATCH_SIZE)
-            .with_for_update(skip_locked=True)).scalars().all()
+            .with_for_update(skip_locked=True, key_share=True, of=[Incident, Application])
+        ).all()
         if batch:
             _check(batch, now)
             checked += len(batch)
@@ -41,16 +50,11 @@ def check_due_incidents(now: dt.datetime) -> int:
             return checked
 
 
-def _check(incidents: list[Incident], now: dt.datetime) -> None:
-    applications = {application.id: application for application in db.session.execute(
-        select(Application).where(Application.id.in_(
-            {incident.application_id for incident in incidents}))).scalars()}
+def _check(batch: list[tuple[Incident, Application]], now: dt.datetime) -> None:
     windows = active_windows(now)
-    held = [applications[incident.application_id] for incident in incidents
-            if incident.alerted_at is None]
+    held = [application for incident, application in batch if incident.alerted_at is None]
     ancestors = open_ancestors(held) if held else {}
-    for incident in incidents:
-        application = applications[incident.application_id]
+    for incident, application in batch:
         holding = covering(windows, application)
         if incident.resolved_at is not None:
             incident.next_check_at = None

@@ -69,7 +69,7 @@ def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> 
     db.session.flush()  # the alerts' payloads carry the incidents' ids
     applications = [application for application, _ in opening]
     windows = active_windows(now)
-    ancestors = open_ancestors(applications)
+    ancestors = open_ancestors(applications, for_opening=True)
     for application, incident in zip(applications, incidents):
         holding = covering(windows, application)
         incident.in_maintenance = bool(holding)
