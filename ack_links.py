@@ -7,6 +7,7 @@ acknowledged). Whether it still works (the incident is open) is checked when it 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 
 from flask import current_app
@@ -42,7 +43,13 @@ class AckLink:
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.secret_key, salt=SALT,
+    return _serializer_for(current_app.secret_key)
+
+
+@functools.lru_cache(maxsize=8)
+def _serializer_for(secret_key: str | bytes) -> URLSafeSerializer:
+    # Built once per key: a monitor tick that opens many incidents signs a link for each alert.
+    return URLSafeSerializer(secret_key, salt=SALT,
                              signer_kwargs={"digest_method": hashlib.sha256})
 
 

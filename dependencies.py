@@ -8,7 +8,7 @@ the monitor (incident_timers.py), which queues their alerts if nothing holds the
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from typing import Collection, Iterable
 
 from sqlalchemy import func, select, update
 
@@ -56,15 +56,16 @@ def depends_on_uuid(application: Application) -> str | None:
         Application.id == application.depends_on_id))
 
 
-def open_ancestors(applications: Iterable[Application], *,
-                   for_opening: bool = False) -> dict[int, str]:
+def open_ancestors(applications: Iterable[Application], *, for_opening: bool = False,
+                   opening_ids: Collection[int] = ()) -> dict[int, str]:
     """For each application with an ancestor that has an open incident, the nearest one's uuid.
 
     One query per level of the graph. When incidents are being opened, the ancestors' open
     incidents are read FOR SHARE: an ancestor resolving at the same moment either commits
     first (and is seen resolved) or waits for this transaction (and then finds the incident
     this one opened, to look at it again). An incident already held needs no lock: an
-    ancestor resolving meanwhile wakes it after this transaction.
+    ancestor resolving meanwhile wakes it after this transaction. `opening_ids` are
+    applications whose incidents this transaction is opening (not written yet): open too.
     """
     pending = {application.id: application.depends_on_id for application in applications
                if application.depends_on_id is not None}
@@ -87,7 +88,7 @@ def open_ancestors(applications: Iterable[Application], *,
             ancestor = ancestors.get(ancestor_id)
             if ancestor is None:
                 continue
-            if ancestor_id in with_open:
+            if ancestor_id in with_open or ancestor_id in opening_ids:
                 found[application_id] = ancestor.uuid
             elif ancestor.depends_on_id is not None \
                     and ancestor.depends_on_id not in seen[application_id]:

@@ -51,9 +51,9 @@ def apply_transition(application: Application, transition: Transition,
 def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> list[Incident]:
     """Open an incident per (application, reason) and queue the alerts nothing holds.
 
-    An application that still has an open incident gets no second one. The batch's incidents
-    are flushed before holds are decided, so a parent opened in the same batch holds its
-    children's alerts.
+    An application that still has an open incident gets no second one. An application of the
+    batch holds its descendants' alerts as if it had opened first. Each incident is written
+    once, with what holds it (or when it was alerted) already decided.
     """
     already_open = set(db.session.execute(select(Incident.application_id).where(
         Incident.application_id.in_([application.id for application, _ in opening]),
@@ -62,31 +62,39 @@ def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> 
                if application.id not in already_open]
     if not opening:
         return []
-    incidents = [Incident(application_id=application.id, reason=reason, started_at=now,
-                          in_maintenance=False, escalation_step=0)
-                 for application, reason in opening]
+    windows = active_windows(now)
+    ancestors = open_ancestors([application for application, _ in opening], for_opening=True,
+                               opening_ids={application.id for application, _ in opening})
+    incidents = []
+    for application, reason in opening:
+        holding = covering(windows, application)
+        incident = Incident(application_id=application.id, reason=reason, started_at=now,
+                            in_maintenance=bool(holding), escalation_step=0,
+                            suppressed_by=ancestors.get(application.id))
+        if holding:
+            incident.next_check_at = hold_ends_at(holding)
+        elif incident.suppressed_by is None:
+            incident.alerted_at = now
+            plan_timers(incident, application, now)
+        incidents.append(incident)
     db.session.add_all(incidents)
     db.session.flush()  # the alerts' payloads carry the incidents' ids
-    applications = [application for application, _ in opening]
-    windows = active_windows(now)
-    ancestors = open_ancestors(applications, for_opening=True)
-    for application, incident in zip(applications, incidents):
-        holding = covering(windows, application)
-        incident.in_maintenance = bool(holding)
-        incident.suppressed_by = ancestors.get(application.id)
-        if not holding and incident.suppressed_by is None:
-            announce(incident, application, now)
-        elif holding:
-            incident.next_check_at = hold_ends_at(holding)
+    for (application, _), incident in zip(opening, incidents):
+        if incident.alerted_at is not None:
+            queue_down_alerts(incident, application, now)
     return incidents
 
 
 def announce(incident: Incident, application: Application, now: dt.datetime) -> None:
-    """Queue the incident's down alert to the application's channels and start its timers."""
+    """Queue a held incident's down alert now, and start its timers."""
     incident.alerted_at = now
+    plan_timers(incident, application, now)
+    queue_down_alerts(incident, application, now)
+
+
+def queue_down_alerts(incident: Incident, application: Application, now: dt.datetime) -> None:
     for channel in application.channels:
         queue_alert(channel, DOWN, application, incident, now)
-    plan_timers(incident, application, now)
 
 
 def plan_timers(incident: Incident, application: Application, now: dt.datetime,

@@ -187,7 +187,7 @@ class Incident(db.Model):
     __table_args__ = (
         Index("ix_incidents_application_started", "application_id", "started_at"),
         # Only incidents the monitor has to look at again are indexed (a tiny index).
-        Index("ix_incidents_next_check_at", "next_check_at",
+        Index("ix_incidents_next_check_at", "next_check_at", "id",
               postgresql_where=text("next_check_at IS NOT NULL"),
               sqlite_where=text("next_check_at IS NOT NULL")),
         Index("ix_incidents_suppressed_by", "suppressed_by",

@@ -29,6 +29,7 @@ DUE = 1_000
 TICKS = 15
 WINDOWS = 1_000  # active now: 700 one-off, 300 recurring
 DEPENDENCIES = 10_000
+RESOLVED_INCIDENTS = 100_000  # history: the due-incidents query must not read it
 OLD_HEARTBEATS = 100_000  # past HEARTBEAT_RETENTION_DAYS (30): one housekeeping prunes them
 RECENT_HEARTBEATS = 400_000
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -49,7 +50,8 @@ def vacuum_analyze() -> None:
     inserted (it would otherwise vacuum them during the timed ticks, on the same 2 cores)."""
     from database import db
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE applications, heartbeats"))
+        connection.execute(text("VACUUM ANALYZE applications, heartbeats, incidents, "
+                                "maintenance_windows, maintenance_window_applications"))
 
 
 def add_heartbeats(count: int, newest: dt.datetime) -> None:
@@ -68,8 +70,9 @@ def add_heartbeats(count: int, newest: dt.datetime) -> None:
 
 
 def add_windows_and_dependencies(due_every: int) -> None:
-    """WINDOWS windows in force at NOW, none covering an application that will be due, and
-    DEPENDENCIES applications depending on one of the first 1,000 (due ones among them)."""
+    """WINDOWS windows in force at NOW, none covering an application that will be due,
+    DEPENDENCIES applications depending on one of the first 1,000 (due ones among them), and
+    RESOLVED_INCIDENTS incidents of the past."""
     from database import db
     from maintenance import recurring_occurrence
     from models import MaintenanceWindow, maintenance_window_applications
@@ -99,6 +102,14 @@ def add_windows_and_dependencies(due_every: int) -> None:
         "UPDATE applications SET depends_on_id = :first + (id % 1000)"
         " WHERE id >= :first + 1000 AND id < :first + 1000 + :count"),
         {"first": first_id, "count": DEPENDENCIES})
+    db.session.execute(text(
+        "INSERT INTO incidents (application_id, reason, started_at, resolved_at, resolution,"
+        " alerted_at, in_maintenance, escalation_step)"
+        " SELECT :first + g % :total, 'missed', :now - g * interval '1 minute',"
+        " :now - g * interval '1 minute' + interval '10 minutes', 'recovered',"
+        " :now - g * interval '1 minute', false, 0 FROM generate_series(1, :count) AS g"),
+        {"first": first_id, "total": TOTAL, "count": RESOLVED_INCIDENTS,
+         "now": NOW.replace(tzinfo=None)})
     db.session.commit()
 
 
@@ -196,7 +207,7 @@ def main() -> bool:
 
             def make_due() -> None:
                 db.session.execute(delete(Alert))
-                db.session.execute(delete(Incident))
+                db.session.execute(delete(Incident).where(Incident.application_id.in_(due_ids)))
                 overdue = NOW - dt.timedelta(minutes=11)
                 db.session.execute(update(Application).where(Application.id.in_(due_ids))
                                    .values(status="up", next_deadline_at=overdue,
@@ -209,7 +220,8 @@ def main() -> bool:
                 started = time.perf_counter()
                 changed = monitor.tick()
                 busy.append(time.perf_counter() - started)
-                incidents = db.session.scalar(select(db.func.count()).select_from(Incident))
+                incidents = db.session.scalar(select(db.func.count()).select_from(Incident)
+                                              .where(Incident.resolved_at.is_(None)))
                 alerts = db.session.scalar(select(db.func.count()).select_from(Alert))
                 if (changed, incidents, alerts) != (DUE, DUE, DUE):
                     print(f"  wrong outcome: {changed} changed, {incidents} incidents, "
@@ -236,6 +248,8 @@ def main() -> bool:
             uses_index = any("ix_applications_next_check_at" in line for line in plan)
             passed &= report("detection plan", "uses ix_applications_next_check_at"
                              if uses_index else "does not use the deadline index", uses_index)
+            db.session.commit()
+            vacuum_analyze()
             incidents = (select(Incident).where(Incident.next_check_at <= NOW)
                          .order_by(Incident.next_check_at, Incident.id).limit(200)
                          .with_for_update(skip_locked=True))
@@ -243,7 +257,8 @@ def main() -> bool:
                                         compile_kwargs={"literal_binds": True}))
             plan = [row[0] for row in db.session.execute(text("EXPLAIN ANALYZE " + sql))]
             db.session.rollback()
-            print(f"  plan of the due-incidents query ({DUE:,} incidents open):")
+            print(f"  plan of the due-incidents query ({DUE:,} incidents open, "
+                  f"{RESOLVED_INCIDENTS:,} resolved):")
             for line in plan:
                 print(f"    {line}")
             uses_index = any("ix_incidents_next_check_at" in line for line in plan)

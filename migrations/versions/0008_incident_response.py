@@ -50,7 +50,7 @@ def upgrade():
         batch_op.add_column(sa.Column('next_reminder_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('next_escalation_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('next_check_at', sa.DateTime(), nullable=True))
-    op.create_index('ix_incidents_next_check_at', 'incidents', ['next_check_at'],
+    op.create_index('ix_incidents_next_check_at', 'incidents', ['next_check_at', 'id'],
                     postgresql_where=NEXT_CHECK, sqlite_where=NEXT_CHECK)
     op.create_index('ix_incidents_suppressed_by', 'incidents', ['suppressed_by'],
                     postgresql_where=SUPPRESSED, sqlite_where=SUPPRESSED)
