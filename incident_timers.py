@@ -19,7 +19,7 @@ from sqlalchemy import select
 from database import db
 from dependencies import open_ancestors
 from incidents import DOWN, STILL_DOWN, announce, plan_timers, queue_alert
-from maintenance import ActiveWindow, active_windows, covering, hold_ends_at
+from maintenance import ActiveWindow, active_windows, hold_ends_at
 from models import Application, Channel, Incident
 
 BATCH_SIZE = 200
@@ -55,7 +55,7 @@ def _check(batch: list[tuple[Incident, Application]], now: dt.datetime) -> None:
     held = [application for incident, application in batch if incident.alerted_at is None]
     ancestors = open_ancestors(held) if held else {}
     for incident, application in batch:
-        holding = covering(windows, application)
+        holding = windows.covering(application)
         if incident.resolved_at is not None:
             incident.next_check_at = None
         elif incident.alerted_at is None:

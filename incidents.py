@@ -22,7 +22,7 @@ from ack_links import ack_url
 from database import db
 from dependencies import open_ancestors, wake_suppressed
 from exceptions import NotFound
-from maintenance import active_windows, covering, hold_ends_at
+from maintenance import active_windows, hold_ends_at
 from models import Alert, Application, Channel, Incident
 from outbox import enqueue_alert
 from runtime import current_runtime
@@ -67,7 +67,7 @@ def open_incidents(opening: list[tuple[Application, str]], now: dt.datetime) -> 
                                opening_ids={application.id for application, _ in opening})
     incidents = []
     for application, reason in opening:
-        holding = covering(windows, application)
+        holding = windows.covering(application)
         incident = Incident(application_id=application.id, reason=reason, started_at=now,
                             in_maintenance=bool(holding), escalation_step=0,
                             suppressed_by=ancestors.get(application.id))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from flask import g, has_request_context
 from sqlalchemy import and_, or_, select, update
@@ -53,9 +53,34 @@ class ActiveWindow:
     tags: frozenset[str]
     application_ids: frozenset[int]
 
-    def covers(self, application: Covered) -> bool:
-        return self.covers_all or application.id in self.application_ids \
-            or not self.tags.isdisjoint(application.tags)
+
+class WindowsInForce:
+    """The windows in force at one moment, indexed by what they cover: finding those that
+    cover an application costs its own windows and tags, not the number of windows."""
+
+    def __init__(self, windows: list[ActiveWindow]):
+        self.windows = windows
+        self._for_all = [window for window in windows if window.covers_all]
+        self._by_application: dict[int, list[ActiveWindow]] = {}
+        self._by_tag: dict[str, list[ActiveWindow]] = {}
+        for window in windows:
+            for application_id in window.application_ids:
+                self._by_application.setdefault(application_id, []).append(window)
+            for tag in window.tags:
+                self._by_tag.setdefault(tag, []).append(window)
+
+    def covering(self, application: Covered) -> list[ActiveWindow]:
+        """The windows that cover `application`."""
+        found = self._for_all + self._by_application.get(application.id, [])
+        for tag in application.tags:
+            found += self._by_tag.get(tag, [])
+        return list({window.id: window for window in found}.values())
+
+    def snoozed_until(self, application: Covered) -> dt.datetime | None:
+        """The end of the application's snooze in force, if any."""
+        ends = [window.ends_at for window in self._by_application.get(application.id, [])
+                if window.kind == "snooze"]
+        return max(ends) if ends else None
 
 
 def recurring_occurrence(cron: str, timezone: str, duration_seconds: int, now: dt.datetime,
@@ -113,7 +138,7 @@ def refresh_occurrences(now: dt.datetime) -> int:
     return len(stale)
 
 
-def active_windows(now: dt.datetime) -> list[ActiveWindow]:
+def active_windows(now: dt.datetime) -> WindowsInForce:
     """Every window in force at `now`, with its scope."""
     rows = list(db.session.execute(select(MaintenanceWindow).where(or_(
         and_(MaintenanceWindow.occurrence_starts_at <= now,
@@ -134,9 +159,10 @@ def active_windows(now: dt.datetime) -> list[ActiveWindow]:
                        maintenance_window_applications.c.application_id)
                 .where(maintenance_window_applications.c.window_id.in_(list(scoped)))):
             scoped[window_id].add(application_id)
-    return [ActiveWindow(window.id, window.kind, starts_at, ends_at, window.covers_all,
-                         frozenset(window.tags or ()), frozenset(scoped[window.id]))
-            for window, starts_at, ends_at in in_force]
+    return WindowsInForce([
+        ActiveWindow(window.id, window.kind, starts_at, ends_at, window.covers_all,
+                     frozenset(window.tags or ()), frozenset(scoped[window.id]))
+        for window, starts_at, ends_at in in_force])
 
 
 def occurrence_now(window: MaintenanceWindow,
@@ -147,25 +173,13 @@ def occurrence_now(window: MaintenanceWindow,
     return window_occurrence(window, now)
 
 
-def request_windows(now: dt.datetime) -> list[ActiveWindow]:
+def request_windows(now: dt.datetime) -> WindowsInForce:
     """active_windows(now), read once per request (a page of applications asks for each)."""
     if not has_request_context():
         return active_windows(now)
     if "active_windows" not in g:
         g.active_windows = active_windows(now)
     return g.active_windows
-
-
-def snoozed_until(application: Covered, windows: Iterable[ActiveWindow]) -> dt.datetime | None:
-    """The end of the application's snooze in force, if any."""
-    ends = [window.ends_at for window in windows
-            if window.kind == "snooze" and application.id in window.application_ids]
-    return max(ends) if ends else None
-
-
-def covering(windows: Iterable[ActiveWindow], application: Covered) -> list[ActiveWindow]:
-    """The windows among `windows` that cover `application`."""
-    return [window for window in windows if window.covers(application)]
 
 
 def hold_ends_at(windows: list[ActiveWindow]) -> dt.datetime:
@@ -195,7 +209,7 @@ def list_windows(active: bool | None, now: dt.datetime, limit: int,
     """Windows, newest first; `active` keeps those in force now (or, false, the others)."""
     query = select(MaintenanceWindow)
     if active is not None:
-        ids = [window.id for window in active_windows(now)]
+        ids = [window.id for window in active_windows(now).windows]
         condition = MaintenanceWindow.id.in_(ids)
         query = query.where(condition if active else ~condition)
     return paginate(query, [MaintenanceWindow.id], limit, cursor, scope="maintenance-windows")

@@ -192,11 +192,11 @@ class ApplicationOutSchema(Schema):
 
     def _in_maintenance(self, application) -> bool:
         now = current_runtime().clock.now()
-        return bool(maintenance.covering(maintenance.request_windows(now), application))
+        return bool(maintenance.request_windows(now).covering(application))
 
     def _snoozed_until(self, application) -> str | None:
         now = current_runtime().clock.now()
-        return utc_iso(maintenance.snoozed_until(application, maintenance.request_windows(now)))
+        return utc_iso(maintenance.request_windows(now).snoozed_until(application))
 
     def _channel_ids(self, application) -> list[int]:
         return sorted(channel.id for channel in getattr(application, "channels", []))
