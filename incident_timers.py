@@ -42,10 +42,11 @@ def check_due_incidents(now: dt.datetime) -> int:
             .order_by(Incident.next_check_at, Incident.id).limit(BATCH_SIZE)
             .with_for_update(skip_locked=True, key_share=True, of=[Incident, Application])
         ).all()
-        if batch:
-            _check(batch, now)
-            checked += len(batch)
+        if not batch:  # nothing locked, nothing written: the tick's next task commits
+            return checked
+        _check(batch, now)
         db.session.commit()
+        checked += len(batch)
         if len(batch) < BATCH_SIZE:
             return checked
 

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
 
 from common import bench_database, machine, report, scratch_dir
 
@@ -113,6 +113,20 @@ def add_windows_and_dependencies(due_every: int) -> None:
     db.session.commit()
 
 
+def statements_per_tick(monitor, engine) -> list[str]:
+    """The SQL statements one tick sends (their first words): a figure the load cannot blur."""
+    sent: list[str] = []
+
+    def note(connection, cursor, statement, *args) -> None:
+        sent.append(" ".join(statement.split()[:4]))
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        monitor.tick()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return sent
+
+
 def time_ticks(monitor, count: int, housekeeping: int | None = None) -> list[float]:
     """Durations of `count` ticks; with `housekeeping`, each runs that housekeeping task."""
     durations = []
@@ -175,6 +189,12 @@ def main() -> bool:
             vacuum_analyze()
         time_ticks(monitor, 3)
         idle = statistics.median(time_ticks(monitor, TICKS))
+        with app.app_context():
+            engine = db.engine
+        statements = statements_per_tick(monitor, engine)
+        print(f"  statements per idle tick: {len(statements)}")
+        for statement in statements:
+            print(f"    {statement}")
         housekeeping = {task.__name__: statistics.median(time_ticks(monitor, TICKS, index))
                         for index, task in enumerate(monitor.housekeeping)}
         worst = max(housekeeping.values())
