@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from flask import Flask, g, request
 
 import models  # noqa: F401  (registers every table with SQLAlchemy)
+from acknowledgements import ack_bp
 from background import serving_process, start_background
 from badges import badges_bp
 from cli import register_cli
@@ -20,9 +21,11 @@ from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
 from healthchecks_api import register_healthchecks_api
 from heartbeat_monitor import Monitor
+from incident_timers import check_due_incidents
 from ingest.fast_path import PingFastPath
 from ingest.replay import replay_spools
 from ingest.writer import HeartbeatWriter
+from maintenance import refresh_occurrences
 from monitoring.error_rate import RequestCounter, prune_request_counts
 from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
@@ -79,7 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                      render_as_batch=True)
     register_error_handlers(app)
     register_cli(app)
-    for blueprint in (ping_bp, api_bp, errors_bp, monitoring_bp, docs_bp, dashboard_bp):
+    for blueprint in (ping_bp, api_bp, errors_bp, monitoring_bp, docs_bp, dashboard_bp, ack_bp):
         app.register_blueprint(blueprint)
     register_healthchecks_api(app)
     app.register_blueprint(badges_bp)
@@ -107,9 +110,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         deliverer=Deliverer(app, settings, clock, breakers, transports),
         monitor=Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
                         before_judging=[replay_spools, close_outage_gap],
-                        after_judging=[record_alive, check_error_rate],
+                        after_judging=[check_due_incidents, record_alive, check_error_rate],
                         housekeeping=[prune_request_counts, prune_resolved_errors,
-                                      prune_old_heartbeats]))
+                                      prune_old_heartbeats, refresh_occurrences]))
     app.extensions[EXTENSION_KEY] = runtime
     app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)

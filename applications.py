@@ -4,22 +4,26 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import uuid as uuid_lib
 from typing import Any
 
 from sqlalchemy import select
 
 from channels import channels_by_ids
 from database import db
+from dependencies import set_depends_on, wake_suppressed
 from exceptions import ApplicationNotFound, Conflict, ValidationFailed
+from incidents import open_incident_of, resolve_incident
 from ingest.signals import heartbeat_view
-from models import Application, ApplicationTag, Heartbeat, Incident
+from models import Application, ApplicationTag, Channel, Heartbeat, Incident
 from schedule import next_deadline
 from status_rules import next_check_at
 from utils.pagination import paginate
+from utils.request_input import canonical_uuid
 
 UNIQUE_KEY_PATTERN = re.compile(r"[0-9a-f]{40}")
 _SCHEDULE_FIELDS = {"period_seconds", "cron", "timezone", "grace_seconds"}
+# Changing these may change what an open incident is owed: the monitor looks at it again.
+_INCIDENT_FIELDS = {"tags", "depends_on", "reminder_interval_seconds", "escalation"}
 DEFAULTS = {"description": "", "period_seconds": 86400, "timezone": "UTC", "grace_seconds": 3600,
             "failure_threshold": 1, "tags": []}
 
@@ -32,14 +36,6 @@ def get_application(uuid: str, *, for_update: bool = False) -> Application:
     if application is None:
         raise ApplicationNotFound(uuid)
     return application
-
-
-def canonical_uuid(text: str) -> str | None:
-    """`text` as a canonical lower-case UUID, or None if it is not one."""
-    try:
-        return str(uuid_lib.UUID(text))
-    except ValueError:
-        return None
 
 
 def find_application(identifier: str) -> Application | None:
@@ -92,7 +88,7 @@ def create_application(fields: dict[str, Any], now: dt.datetime) -> Application:
                 Application.uuid == fields["uuid"])).first():
             raise Conflict(f"An application with UUID {fields['uuid']} already exists.")
     application = Application(created_at=now, updated_at=now, status="new",
-                              consecutive_failures=0)
+                              consecutive_failures=0, reminder_interval_seconds=0)
     _assign(application, {**DEFAULTS, **fields}, now)
     db.session.add(application)
     db.session.commit()
@@ -105,6 +101,10 @@ def update_application(uuid: str, fields: dict[str, Any], now: dt.datetime) -> A
     application = get_application(uuid, for_update=True)
     _assign(application, fields, now)
     application.updated_at = now
+    incident = open_incident_of(application) if _INCIDENT_FIELDS & fields.keys() else None
+    if incident is not None and incident.resolved_at is None:
+        incident.next_reminder_at = None  # planned again from the new interval
+        incident.next_check_at = now
     db.session.commit()
     return application
 
@@ -118,10 +118,20 @@ def _assign(application: Application, fields: dict[str, Any], now: dt.datetime) 
     elif fields.get("period_seconds"):
         fields["cron"] = None
     channel_ids = fields.pop("channels", None)
+    has_parent, parent_uuid = "depends_on" in fields, fields.pop("depends_on", None)
+    if fields.get("escalation"):
+        for index, step in enumerate(fields["escalation"]):
+            _check_channels(step["channels"], f"escalation.{index}.channels")
     for name, value in fields.items():
         setattr(application, name, value)
     if channel_ids is not None:
         set_channels(application, channel_ids)
+    if has_parent:  # a new application (no id yet) cannot close a cycle
+        set_depends_on(application, parent_uuid)
+    minimum, maximum = application.min_duration_seconds, application.max_duration_seconds
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise ValidationFailed({"min_duration_seconds": [
+            f"Must not be above max_duration_seconds ({maximum})."]})
     if application.period_seconds is None and not application.cron:
         application.period_seconds = 86400
     if _SCHEDULE_FIELDS & fields.keys() and application.last_heartbeat_at is not None \
@@ -134,6 +144,14 @@ def _assign(application: Application, fields: dict[str, Any], now: dt.datetime) 
 
 def set_channels(application: Application, channel_ids: list[int]) -> None:
     application.channels = channels_by_ids(channel_ids)
+
+
+def _check_channels(channel_ids: list[int], field: str) -> None:
+    """422 naming `field` if any of the channel ids is unknown."""
+    found = set(db.session.execute(select(Channel.id).where(Channel.id.in_(channel_ids))).scalars())
+    missing = [channel_id for channel_id in dict.fromkeys(channel_ids) if channel_id not in found]
+    if missing:
+        raise ValidationFailed({field: [f"Unknown channel ids: {missing}"]})
 
 
 def list_applications(status: str | None, tag: str | None, limit: int,
@@ -160,7 +178,10 @@ def list_heartbeats(uuid: str, limit: int,
 
 
 def pause_application(uuid: str, now: dt.datetime) -> Application:
+    """Stop watching. An open incident is resolved now (resolution `paused`), with the
+    recovery alert to the channels told of it: a paused application is down no more."""
     application = get_application(uuid, for_update=True)
+    resolve_incident(application, now, "paused")
     application.status = "paused"
     application.last_start_at = None
     application.next_check_at = None
@@ -182,8 +203,9 @@ def resume_application(uuid: str, now: dt.datetime) -> Application:
     return application
 
 
-def delete_application(uuid: str) -> None:
+def delete_application(uuid: str, now: dt.datetime) -> None:
     application = get_application(uuid, for_update=True)
+    wake_suppressed(application.uuid, now)
     db.session.delete(application)
     db.session.commit()
 

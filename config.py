@@ -52,7 +52,8 @@ class Settings:
     INGEST_TIMEOUT_SECONDS: float = 0.8
     INGEST_BATCH_WINDOW_SECONDS: float = 0.001
     SPOOL_MAX_BYTES: int = 512 * 1024 * 1024
-    OUTAGE_GAP_SECONDS: float = 30.0
+    # 0: three monitor intervals (SPEC §8).
+    OUTAGE_GAP_SECONDS: float = 0.0
     ERROR_RETENTION_DAYS: int = 30
     HEARTBEAT_RETENTION_DAYS: int = 30
     ERROR_RATE_THRESHOLD: float = 0.05
@@ -91,6 +92,11 @@ class Settings:
             if self.DATABASE_URL.startswith(scheme):
                 return "postgresql+psycopg2://" + self.DATABASE_URL[len(scheme):]
         return self.DATABASE_URL
+
+    @property
+    def outage_gap_seconds(self) -> float:
+        """A silence of the service longer than this is an outage gap (SPEC §6.3, §8)."""
+        return self.OUTAGE_GAP_SECONDS or 3 * self.MONITOR_INTERVAL_SECONDS
 
     @property
     def is_sqlite(self) -> bool:

@@ -161,7 +161,7 @@ def delete_check(uuid: str):
     """Delete the check; answers it as it was."""
     application = applications.get_application(parse_uuid(uuid))
     check = _check(application)
-    applications.delete_application(application.uuid)
+    applications.delete_application(application.uuid, current_runtime().clock.now())
     return check
 
 

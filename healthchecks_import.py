@@ -29,6 +29,7 @@ from error_handlers import field_messages
 from healthchecks_mapping import application_fields
 from healthchecks_schemas import KEYWORD_FIELDS, CheckSpecSchema
 from models import Application, Channel
+from utils.request_input import canonical_uuid
 
 TIMEOUT_SECONDS = 15
 CARRIED_FIELDS = ("name", "slug", "tags", "desc", "grace", "manual_resume", "methods")
@@ -148,7 +149,7 @@ def plan_import(source: Source) -> Plan:
     missing: Counter[tuple[str, str]] = Counter()
     planned = []
     for check in source.checks:
-        application = existing.get(applications.canonical_uuid(check["uuid"]) or "")
+        application = existing.get(canonical_uuid(check["uuid"]) or "")
         item = _plan_check(check, application, slugs_given)
         if item.action != "skip":
             wanted = [names.get(code, ("?", code)) for code in
@@ -162,7 +163,7 @@ def plan_import(source: Source) -> Plan:
 
 def _plan_check(check: dict[str, Any], application: Application | None,
                 slugs_given: set[str]) -> PlannedCheck:
-    uuid = applications.canonical_uuid(check["uuid"])
+    uuid = canonical_uuid(check["uuid"])
     item = PlannedCheck(uuid or check["uuid"], check["name"], "create")
     if uuid is None:
         item.action = "skip"

@@ -110,9 +110,6 @@ UNIX_TIME = validate.Range(min=0, max=10_000_000_000)
 
 
 class FlipsQuerySchema(InputSchema):
-    class Meta:
-        unknown = EXCLUDE
-
     seconds = fields.Integer(validate=validate.Range(min=0, max=MAX_SECONDS))
     start = fields.Integer(validate=UNIX_TIME, metadata={"description": "UNIX time"})
     end = fields.Integer(validate=UNIX_TIME, metadata={"description": "UNIX time"})

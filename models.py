@@ -50,6 +50,14 @@ class Application(db.Model):
     # When the monitor must next look at this application (deadline, deadline + grace, or
     # start + grace); NULL when time cannot change its status. The monitor's only query.
     next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Incident response (SPEC §8): run-duration limits, reminders, escalation steps
+    # ([{"after_seconds": n, "channels": [ids]}]) and the application this one depends on.
+    min_duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    max_duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    reminder_interval_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    escalation: Mapped[list | None] = mapped_column(JSON)
+    depends_on_id: Mapped[int | None] = mapped_column(
+        ForeignKey("applications.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
@@ -168,7 +176,8 @@ application_channels = db.Table(
 )
 
 ALERT_STATES = ("pending", "delivered", "failed", "dead")
-ALERT_EVENTS = ("application.down", "application.up", "service.error_rate_high", "channel.test")
+ALERT_EVENTS = ("application.down", "application.up", "application.still_down",
+                "application.acknowledged", "service.error_rate_high", "channel.test")
 
 
 class Channel(db.Model):
@@ -194,8 +203,11 @@ Application.channels = relationship(Channel, secondary=application_channels, laz
                                     order_by=Channel.id)
 
 
+INCIDENT_STATES = ("open", "acknowledged", "resolved")
+
+
 class Incident(db.Model):
-    """A period during which an application was down."""
+    """A period during which an application was down, and what its channels were told."""
 
     __tablename__ = "incidents"
     __table_args__ = (
@@ -204,6 +216,13 @@ class Incident(db.Model):
         Index("uq_incidents_one_open_per_application", "application_id", unique=True,
               postgresql_where=text("resolved_at IS NULL"),
               sqlite_where=text("resolved_at IS NULL")),
+        # Only incidents the monitor has to look at again are indexed (a tiny index).
+        Index("ix_incidents_next_check_at", "next_check_at", "id",
+              postgresql_where=text("next_check_at IS NOT NULL"),
+              sqlite_where=text("next_check_at IS NOT NULL")),
+        Index("ix_incidents_suppressed_by", "suppressed_by",
+              postgresql_where=text("suppressed_by IS NOT NULL"),
+              sqlite_where=text("suppressed_by IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -212,6 +231,31 @@ class Incident(db.Model):
     reason: Mapped[str] = mapped_column(String(16), nullable=False)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    # "recovered" (a success) or "paused" (an operator paused the application).
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    # When its down alert was queued; NULL while a maintenance window or a dependency holds it.
+    alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    in_maintenance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    suppressed_by: Mapped[str | None] = mapped_column(String(36))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(300))
+    acknowledgement_note: Mapped[str | None] = mapped_column(Text)
+    escalation_step: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_reminder_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_escalation_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the monitor must next look at this incident (a reminder, an escalation step, a held
+    # alert to reconsider); NULL when only an event can change what it owes anyone.
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    # Loaded on access, never joined: a joined load would lock the application's row too
+    # in the monitor's `FOR UPDATE` of incidents.
+    application: Mapped[Application] = relationship()
+
+    @property
+    def state(self) -> str:
+        if self.resolved_at is not None:
+            return "resolved"
+        return "acknowledged" if self.acknowledged_at is not None else "open"
 
 
 class Alert(db.Model):
@@ -228,7 +272,7 @@ class Alert(db.Model):
     application_id: Mapped[int | None] = mapped_column(
         ForeignKey("applications.id", ondelete="SET NULL"), index=True)
     incident_id: Mapped[int | None] = mapped_column(
-        ForeignKey("incidents.id", ondelete="SET NULL"))
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True)
     event: Mapped[str] = mapped_column(String(40), nullable=False)
     payload: Mapped[dict] = mapped_column(JSON, nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
@@ -280,3 +324,46 @@ class RequestCount(db.Model):
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     requests: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+MAINTENANCE_KINDS = ("one_off", "recurring", "snooze")
+
+maintenance_window_applications = db.Table(
+    "maintenance_window_applications",
+    db.Column("window_id", ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
+              primary_key=True),
+    db.Column("application_id", ForeignKey("applications.id", ondelete="CASCADE"),
+              primary_key=True, index=True),
+)
+
+
+class MaintenanceWindow(db.Model):
+    """A time during which alerts about the applications it covers are held (SPEC §8).
+
+    One-off (starts_at, ends_at), recurring (cron in timezone, duration_seconds) or a snooze
+    (a one-off for one application). Covers its applications and tags; neither means all.
+    """
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    starts_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cron: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    covers_all: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    tags: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    # Occurrences of a recurring window starting before this moment are skipped (one ended early).
+    skip_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The occurrence in force or the next one, kept so "is it active now" is a plain comparison;
+    # a recurring window's is moved on once it has ended (maintenance.refresh_occurrences).
+    occurrence_starts_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    occurrence_ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    application_rows: Mapped[list[Application]] = relationship(
+        secondary=maintenance_window_applications, lazy="selectin", order_by=Application.id)

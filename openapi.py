@@ -39,6 +39,7 @@ ERROR_CODES = {
 # PATCH bodies: any subset of the fields; an application's UUID cannot be changed.
 APPLICATION_CHANGE = schemas.ApplicationInSchema(partial=True, exclude=("uuid",))
 CHANNEL_CHANGE = schemas.ChannelInSchema(partial=True)
+MAINTENANCE_WINDOW_CHANGE = schemas.MaintenanceWindowInSchema(partial=True)
 # Every endpoint can answer these.
 COMMON_ERRORS = (405, 413, 429, 500, 503)
 API_ERRORS = (401, 403)
@@ -191,6 +192,60 @@ OPERATIONS: list[Operation] = [
               "alerts", {200: _json(schemas.AlertDetailSchema)}, errors=(404,)),
     Operation("/api/v1/alerts/<int:alert_id>/retry", "post", "Re-queue a dead alert", "alerts",
               {200: _json(schemas.AlertOutSchema)}, errors=(404, 409)),
+    # Incident response and noise control (§8).
+    Operation("/api/v1/incidents", "get",
+              "List incidents of every application, newest first", "incidents",
+              {200: _json(schemas.IncidentPageSchema)}, query=schemas.IncidentListQuerySchema,
+              errors=(400, 422),
+              description="`state`: `open` (not acknowledged), `acknowledged` or `resolved`."),
+    Operation("/api/v1/incidents/<int:incident_id>", "get", "Get an incident", "incidents",
+              {200: _json(schemas.IncidentOutSchema)}, errors=(404,)),
+    Operation("/api/v1/incidents/<int:incident_id>/acknowledge", "post",
+              "Acknowledge an incident: no more reminders or escalation", "incidents",
+              {200: _json(schemas.IncidentOutSchema)}, body=schemas.AcknowledgeInSchema,
+              errors=(400, 404, 409, 415, 422),
+              description="The body (`{\"note\"}`) is optional. Acknowledging again changes "
+                          "nothing; a resolved incident answers 409."),
+    Operation("/api/v1/applications/<uuid>/snooze", "post",
+              "Snooze an application: hold its alerts until a moment", "incidents",
+              {200: _json(schemas.ApplicationOutSchema)}, body=schemas.SnoozeInSchema,
+              errors=(400, 404, 415, 422),
+              description="A maintenance window for this application from now until `until`."),
+    Operation("/api/v1/applications/<uuid>/snooze", "delete", "End an application's snooze",
+              "incidents", {200: _json(schemas.ApplicationOutSchema)}, errors=(400, 404)),
+    Operation("/api/v1/maintenance-windows", "get", "List maintenance windows, newest first",
+              "maintenance", {200: _json(schemas.MaintenanceWindowPageSchema)},
+              query=schemas.MaintenanceWindowListQuerySchema, errors=(400, 422)),
+    Operation("/api/v1/maintenance-windows", "post", "Create a maintenance window",
+              "maintenance", {201: _json(schemas.MaintenanceWindowOutSchema, "Created")},
+              body=schemas.MaintenanceWindowInSchema, errors=(400, 415, 422),
+              description="One-off (`starts_at`, `ends_at`) or recurring (`cron`, `timezone`, "
+                          "`duration_seconds`); scoped by `applications` and/or `tags` "
+                          "(neither: every application)."),
+    Operation("/api/v1/maintenance-windows/<int:window_id>", "get",
+              "Get a maintenance window", "maintenance",
+              {200: _json(schemas.MaintenanceWindowOutSchema)}, errors=(404,)),
+    Operation("/api/v1/maintenance-windows/<int:window_id>", "patch",
+              "Change a maintenance window", "maintenance",
+              {200: _json(schemas.MaintenanceWindowOutSchema)}, body=MAINTENANCE_WINDOW_CHANGE,
+              errors=(400, 404, 415, 422), description="Send any subset of the fields."),
+    Operation("/api/v1/maintenance-windows/<int:window_id>", "delete",
+              "Delete a maintenance window", "maintenance", {204: {"description": "Deleted"}},
+              errors=(404,)),
+    Operation("/api/v1/maintenance-windows/<int:window_id>/end", "post",
+              "End the occurrence of a window in force now", "maintenance",
+              {200: _json(schemas.MaintenanceWindowOutSchema)}, errors=(404,),
+              description="A one-off window ends now; a recurring one goes on from its next "
+                          "fire."),
+    Operation("/acknowledge/<token>", "get", "Acknowledgement page of an alert's link",
+              "incidents", {200: HTML}, errors=(404,), needs_key=False,
+              description="The `ack_url` of a down alert: shows the incident and a button; "
+                          "changes nothing."),
+    Operation("/acknowledge/<token>", "post", "Acknowledge through an alert's link",
+              "incidents", {200: HTML}, body="application/x-www-form-urlencoded",
+              errors=(404,), needs_key=False,
+              description="Form field `note` (optional). The signed token in the path is the "
+                          "credential; it works while the incident is open."),
     # The error log (§4).
     Operation("/api/v1/errors", "get", "List error records, newest first (or export CSV)",
               "errors", {200: {"description": "A page of records, or CSV with ?format=csv",
@@ -299,6 +354,7 @@ def build_openapi(title: str = "Heartbeat Monitor") -> dict[str, Any]:
     spec.components.schema("ErrorEnvelope", schema=schemas.ErrorEnvelopeSchema)
     spec.components.schema("ApplicationChange", schema=APPLICATION_CHANGE)
     spec.components.schema("ChannelChange", schema=CHANNEL_CHANGE)
+    spec.components.schema("MaintenanceWindowChange", schema=MAINTENANCE_WINDOW_CHANGE)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header",
                                                 "name": "X-Api-Key"})

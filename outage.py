@@ -1,8 +1,10 @@
 """Our own outage must not page anyone (SPEC §6.3).
 
 After each successful tick the monitor notes that the service was alive. Before judging, a
-monitor that finds the last note older than OUTAGE_GAP_SECONDS knows the service could not
-receive heartbeats in between, and extends the deadlines that fell in that gap by its length.
+monitor that finds the last note older than the outage gap (OUTAGE_GAP_SECONDS, by default
+three monitor intervals) knows the service could not receive heartbeats in between, and
+extends the deadlines that fell in that gap by its length. Timers of open incidents
+(reminders, escalation) are not moved: those incidents were real.
 """
 from __future__ import annotations
 
@@ -33,14 +35,14 @@ def record_alive(now: dt.datetime) -> None:
 
 
 def close_outage_gap(now: dt.datetime) -> dt.timedelta | None:
-    """If nothing was alive for longer than OUTAGE_GAP_SECONDS, push back deadlines in the gap.
+    """If nothing was alive for longer than the outage gap, push back deadlines in the gap.
 
     Applications whose next check fell inside the gap [last alive, now] get every deadline
     extended by the gap's length, so they are judged as if the service had never been away.
     One monitor wins the compare-and-set on the alive row and shifts; the others see no gap.
     """
     alive = db.session.get(ServiceState, ALIVE_KEY)
-    threshold = dt.timedelta(seconds=current_runtime().settings.OUTAGE_GAP_SECONDS)
+    threshold = dt.timedelta(seconds=current_runtime().settings.outage_gap_seconds)
     if alive is None or now - alive.updated_at <= threshold:
         return None
     gap_started = alive.updated_at

@@ -27,7 +27,10 @@ def build_payload(event: str, alert_uuid: str, application: Application | None,
     if incident is not None:
         payload["incident"] = {
             "id": incident.id, "started_at": utc_iso(incident.started_at),
-            "resolved_at": utc_iso(incident.resolved_at), "reason": incident.reason}
+            "resolved_at": utc_iso(incident.resolved_at), "reason": incident.reason,
+            "acknowledged_at": utc_iso(incident.acknowledged_at),
+            "acknowledged_by": incident.acknowledged_by,
+            "in_maintenance": incident.in_maintenance, "suppressed_by": incident.suppressed_by}
     return payload
 
 

@@ -12,11 +12,11 @@ import re
 
 from sqlalchemy import or_, select
 
-from applications import canonical_uuid
 from auth import hash_key, key_prefix, new_key
 from database import db
 from exceptions import Conflict, ValidationFailed
 from models import PingKey
+from utils.request_input import canonical_uuid
 
 PING_KEY_SCHEME = "hbp"
 # Healthchecks' ping keys are 22 URL-safe characters; a key must never read as a UUID.

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
+import acknowledgements
 import alert_manager
 import applications
 import channels
+import incidents
+import maintenance
 from auth import require_api_key
 from database import refuse_while_database_down
 from ingest.signals import (
@@ -22,6 +25,7 @@ from ingest.signals import (
 )
 from runtime import current_runtime
 from schemas import (
+    AcknowledgeInSchema,
     AlertDetailSchema,
     AlertListQuerySchema,
     AlertOutSchema,
@@ -37,8 +41,15 @@ from schemas import (
     HeartbeatInSchema,
     HeartbeatOutSchema,
     HeartbeatPageSchema,
+    IncidentListQuerySchema,
+    IncidentOutSchema,
     IncidentPageSchema,
+    MaintenanceWindowInSchema,
+    MaintenanceWindowListQuerySchema,
+    MaintenanceWindowOutSchema,
+    MaintenanceWindowPageSchema,
     PageQuerySchema,
+    SnoozeInSchema,
 )
 from utils.request_input import json_body, parse_uuid, query_args, read_body
 
@@ -126,7 +137,7 @@ def update_application(uuid: str):
 
 @api_bp.delete("/applications/<uuid>")
 def delete_application(uuid: str):
-    applications.delete_application(parse_uuid(uuid))
+    applications.delete_application(parse_uuid(uuid), _now())
     return "", 204
 
 
@@ -215,3 +226,78 @@ def retry_alert(alert_id: int):
                                       runtime.settings.ALERT_MAX_AGE_SECONDS)
     runtime.deliverer.wake()
     return AlertOutSchema().dump(alert)
+
+
+# --- Incident response (§8) ----------------------------------------------------------------
+
+@api_bp.get("/incidents")
+def list_all_incidents():
+    args = query_args(IncidentListQuerySchema())
+    items, next_cursor = incidents.list_incidents(args.get("state"), args["limit"],
+                                                  args.get("cursor"))
+    return IncidentPageSchema().dump({"items": items, "next_cursor": next_cursor})
+
+
+@api_bp.get("/incidents/<int:incident_id>")
+def get_incident(incident_id: int):
+    return IncidentOutSchema().dump(incidents.get_incident(incident_id))
+
+
+@api_bp.post("/incidents/<int:incident_id>/acknowledge")
+def acknowledge_incident(incident_id: int):
+    fields = AcknowledgeInSchema().load(json_body(allow_empty=True))
+    incident = acknowledgements.acknowledge_by_api_key(incident_id, g.api_key_id,
+                                                       fields.get("note"), _now())
+    return IncidentOutSchema().dump(incident)
+
+
+@api_bp.post("/applications/<uuid>/snooze")
+def snooze_application(uuid: str):
+    application_uuid = parse_uuid(uuid)
+    fields = SnoozeInSchema().load(json_body())
+    application = applications.get_application(application_uuid, for_update=True)
+    maintenance.snooze(application, fields["until"], _now())
+    return ApplicationOutSchema().dump(application)
+
+
+@api_bp.delete("/applications/<uuid>/snooze")
+def end_snooze(uuid: str):
+    application = applications.get_application(parse_uuid(uuid), for_update=True)
+    maintenance.end_snooze(application, _now())
+    return ApplicationOutSchema().dump(application)
+
+
+@api_bp.get("/maintenance-windows")
+def list_maintenance_windows():
+    args = query_args(MaintenanceWindowListQuerySchema())
+    items, next_cursor = maintenance.list_windows(args.get("active"), _now(), args["limit"],
+                                                  args.get("cursor"))
+    return MaintenanceWindowPageSchema().dump({"items": items, "next_cursor": next_cursor})
+
+
+@api_bp.post("/maintenance-windows")
+def create_maintenance_window():
+    fields = MaintenanceWindowInSchema().load(json_body())
+    return MaintenanceWindowOutSchema().dump(maintenance.create_window(fields, _now())), 201
+
+
+@api_bp.get("/maintenance-windows/<int:window_id>")
+def get_maintenance_window(window_id: int):
+    return MaintenanceWindowOutSchema().dump(maintenance.get_window(window_id))
+
+
+@api_bp.patch("/maintenance-windows/<int:window_id>")
+def update_maintenance_window(window_id: int):
+    fields = MaintenanceWindowInSchema(partial=True).load(json_body())
+    return MaintenanceWindowOutSchema().dump(maintenance.update_window(window_id, fields, _now()))
+
+
+@api_bp.delete("/maintenance-windows/<int:window_id>")
+def delete_maintenance_window(window_id: int):
+    maintenance.delete_window(window_id, _now())
+    return "", 204
+
+
+@api_bp.post("/maintenance-windows/<int:window_id>/end")
+def end_maintenance_window(window_id: int):
+    return MaintenanceWindowOutSchema().dump(maintenance.end_window(window_id, _now()))

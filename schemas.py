@@ -8,8 +8,10 @@ import unicodedata
 from flask import has_app_context, request
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+import maintenance
+from dependencies import depends_on_uuid
 from ingest.signals import kind_for_exit_code
-from models import ALERT_STATES, HEARTBEAT_KINDS, STATUSES
+from models import ALERT_STATES, HEARTBEAT_KINDS, INCIDENT_STATES, STATUSES
 from monitoring.scrubbing import scrub_text
 from runtime import current_runtime
 from schedule import InvalidSchedule, check_cron, check_timezone
@@ -157,6 +159,20 @@ def slug_field(**kwargs) -> fields.String:
                                                    "digits, '-' and '_'.")], **kwargs)
 
 
+class EscalationStepSchema(InputSchema):
+    after_seconds = fields.Integer(strict=True, required=True,
+                                   validate=validate.Range(min=0, max=ONE_YEAR_SECONDS))
+    channels = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
+                           required=True, validate=validate.Length(min=1, max=100))
+
+
+def _validate_escalation_order(steps: list[dict]) -> None:
+    for index in range(1, len(steps)):
+        if steps[index]["after_seconds"] <= steps[index - 1]["after_seconds"]:
+            raise ValidationError({index: {"after_seconds": [
+                "Each step must come later than the one before."]}})
+
+
 class ApplicationInSchema(InputSchema):
     uuid = fields.UUID(load_only=True)
     name = Name(required=True, validate=validate.Length(min=1, max=200))
@@ -175,11 +191,29 @@ class ApplicationInSchema(InputSchema):
     failure_threshold = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
     channels = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
                            validate=validate.Length(max=100))
+    # Incident response (SPEC §8).
+    min_duration_seconds = fields.Integer(strict=True, allow_none=True,
+                                          validate=validate.Range(min=0, max=ONE_YEAR_SECONDS))
+    max_duration_seconds = fields.Integer(strict=True, allow_none=True,
+                                          validate=validate.Range(min=1, max=ONE_YEAR_SECONDS))
+    reminder_interval_seconds = fields.Integer(
+        strict=True, validate=validate.Range(min=0, max=ONE_YEAR_SECONDS),
+        metadata={"description": "Remind (application.still_down) this often while an "
+                                 "incident is open and unacknowledged; 0 (default) never."})
+    escalation = fields.List(fields.Nested(EscalationStepSchema), allow_none=True,
+                             validate=[validate.Length(max=10), _validate_escalation_order])
+    depends_on = fields.UUID(allow_none=True, metadata={
+        "description": "The application this one depends on: while it (or one it depends "
+                       "on) has an open incident, this one's down alerts are held."})
 
     @validates_schema
     def _one_schedule(self, data, **kwargs):
         if data.get("period_seconds") is not None and data.get("cron") is not None:
             raise ValidationError("Give either period_seconds or cron, not both.", "cron")
+        minimum, maximum = data.get("min_duration_seconds"), data.get("max_duration_seconds")
+        if minimum is not None and maximum is not None and minimum > maximum:
+            raise ValidationError("Must not be above max_duration_seconds.",
+                                  "min_duration_seconds")
 
 
 class ApplicationOutSchema(Schema):
@@ -198,8 +232,28 @@ class ApplicationOutSchema(Schema):
     last_heartbeat_at = UTCDateTime(allow_none=True)
     next_deadline_at = UTCDateTime(allow_none=True)
     ping_url = fields.Method("_ping_url")
+    min_duration_seconds = fields.Integer(allow_none=True)
+    max_duration_seconds = fields.Integer(allow_none=True)
+    reminder_interval_seconds = fields.Integer()
+    escalation = fields.List(fields.Nested(EscalationStepSchema), allow_none=True)
+    depends_on = fields.Method("_depends_on", metadata={"type": "string", "nullable": True})
+    in_maintenance = fields.Method("_in_maintenance", metadata={
+        "type": "boolean", "description": "A maintenance window or snooze covers it now."})
+    snoozed_until = fields.Method("_snoozed_until", metadata={
+        "type": "string", "format": "date-time", "nullable": True})
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
+
+    def _depends_on(self, application) -> str | None:
+        return depends_on_uuid(application)
+
+    def _in_maintenance(self, application) -> bool:
+        now = current_runtime().clock.now()
+        return bool(maintenance.request_windows(now).covering(application))
+
+    def _snoozed_until(self, application) -> str | None:
+        now = current_runtime().clock.now()
+        return utc_iso(maintenance.request_windows(now).snoozed_until(application))
 
     def _channel_ids(self, application) -> list[int]:
         return sorted(channel.id for channel in getattr(application, "channels", []))
@@ -404,11 +458,109 @@ class ChannelTestResultSchema(Schema):
     duration_ms = fields.Integer()
 
 
+class IncidentApplicationSchema(Schema):
+    uuid = fields.String()
+    name = fields.String()
+    status = fields.String()
+
+
 class IncidentOutSchema(Schema):
     id = fields.Integer()
-    reason = fields.String()
+    application = fields.Nested(IncidentApplicationSchema)
+    state = fields.String(validate=validate.OneOf(INCIDENT_STATES))
+    reason = fields.String(metadata={"description": "missed, failed, too_short or too_long"})
     started_at = UTCDateTime()
     resolved_at = UTCDateTime(allow_none=True)
+    resolution = fields.String(allow_none=True,
+                               metadata={"description": "recovered or paused"})
+    alerted_at = UTCDateTime(allow_none=True, metadata={
+        "description": "When its down alert was queued; null while held (a maintenance window "
+                       "or a dependency) or if it never went out."})
+    in_maintenance = fields.Boolean()
+    suppressed_by = fields.String(allow_none=True, metadata={
+        "description": "UUID of the application whose open incident held its alert."})
+    acknowledged_at = UTCDateTime(allow_none=True)
+    acknowledged_by = fields.String(allow_none=True)
+    acknowledgement_note = fields.String(allow_none=True)
+    escalation_step = fields.Integer(metadata={"description": "Escalation steps sent so far."})
+    next_reminder_at = UTCDateTime(allow_none=True)
+    next_escalation_at = UTCDateTime(allow_none=True)
+
+
+class IncidentListQuerySchema(PageQuerySchema):
+    state = fields.String(validate=validate.OneOf(INCIDENT_STATES))
+
+
+class AcknowledgeInSchema(InputSchema):
+    note = fields.String(validate=validate.Length(max=2000))
+
+
+class MaintenanceWindowInSchema(InputSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    starts_at = fields.AwareDateTime(allow_none=True, default_timezone=dt.timezone.utc)
+    ends_at = fields.AwareDateTime(allow_none=True, default_timezone=dt.timezone.utc)
+    cron = fields.String(allow_none=True,
+                         validate=[validate.Length(min=1, max=200), validate_cron])
+    timezone = fields.String(validate=[validate.Length(max=64), validate_timezone])
+    duration_seconds = fields.Integer(strict=True, allow_none=True,
+                                      validate=validate.Range(min=60, max=31 * 86400))
+    applications = fields.List(fields.UUID(), validate=validate.Length(max=1000))
+    tags = fields.List(fields.String(validate=validate.Regexp(TAG_PATTERN)),
+                       validate=validate.Length(max=50))
+
+    @validates_schema
+    def _ends_after_start(self, data, **kwargs):
+        starts_at, ends_at = data.get("starts_at"), data.get("ends_at")
+        if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+            raise ValidationError("Must be after starts_at.", "ends_at")
+
+
+class MaintenanceWindowOutSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String(metadata={"description": "one_off, recurring or snooze"})
+    starts_at = UTCDateTime(allow_none=True)
+    ends_at = UTCDateTime(allow_none=True)
+    cron = fields.String(allow_none=True)
+    timezone = fields.String()
+    duration_seconds = fields.Integer(allow_none=True)
+    applications = fields.Method("_applications", metadata={
+        "type": "array", "items": {"type": "string", "format": "uuid"}})
+    tags = fields.List(fields.String())
+    active = fields.Method("_active", metadata={"type": "boolean"})
+    occurrence_starts_at = fields.Method("_occurrence_starts_at", metadata={
+        "type": "string", "format": "date-time", "nullable": True,
+        "description": "Start of the occurrence in force, or of the next one."})
+    occurrence_ends_at = fields.Method("_occurrence_ends_at", metadata={
+        "type": "string", "format": "date-time", "nullable": True})
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+
+    def _applications(self, window) -> list[str]:
+        return [application.uuid for application in window.application_rows]
+
+    def _occurrence(self, window):
+        return maintenance.occurrence_now(window, current_runtime().clock.now())
+
+    def _active(self, window) -> bool:
+        occurrence = self._occurrence(window)
+        return occurrence is not None and occurrence[0] <= current_runtime().clock.now()
+
+    def _occurrence_starts_at(self, window) -> str | None:
+        occurrence = self._occurrence(window)
+        return utc_iso(occurrence[0]) if occurrence else None
+
+    def _occurrence_ends_at(self, window) -> str | None:
+        occurrence = self._occurrence(window)
+        return utc_iso(occurrence[1]) if occurrence else None
+
+
+class MaintenanceWindowListQuerySchema(PageQuerySchema):
+    active = fields.Boolean(metadata={"description": "true: only windows in force now."})
+
+
+class SnoozeInSchema(InputSchema):
+    until = fields.AwareDateTime(required=True, default_timezone=dt.timezone.utc)
 
 
 class DeliveryAttemptOutSchema(Schema):
@@ -445,4 +597,5 @@ class AlertListQuerySchema(PageQuerySchema):
 ChannelListSchema = Schema.from_dict({"items": fields.List(fields.Nested(ChannelOutSchema))},
                                      name="ChannelList")
 IncidentPageSchema = page_schema(IncidentOutSchema, "IncidentPage")
+MaintenanceWindowPageSchema = page_schema(MaintenanceWindowOutSchema, "MaintenanceWindowPage")
 AlertPageSchema = page_schema(AlertOutSchema, "AlertPage")

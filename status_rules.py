@@ -30,6 +30,8 @@ class ApplicationState(Protocol):
     next_deadline_at: dt.datetime | None
     next_check_at: dt.datetime | None
     updated_at: dt.datetime
+    min_duration_seconds: int | None
+    max_duration_seconds: int | None
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,7 +48,7 @@ class Transition:
     """A change across the up/down boundary: an incident opens or resolves."""
 
     kind: str  # "opened" | "resolved"
-    reason: str  # "missed" | "failed" | "recovered"
+    reason: str  # "missed" | "failed" | "too_short" | "too_long" | "recovered"
 
 
 def kind_for_exit_code(exit_code: int) -> str:
@@ -78,6 +80,9 @@ def apply_heartbeat(application: ApplicationState, heartbeat: HeartbeatFacts) ->
     application.next_deadline_at = next_deadline(
         application.period_seconds, application.cron, application.timezone, now)
     transition = None
+    failure_reason = "failed"
+    if kind == "ok" and _too_short(application, heartbeat.duration_ms):
+        kind, failure_reason = "fail", "too_short"
     if kind == "ok":
         application.consecutive_failures = 0
         application.status = "up"
@@ -88,11 +93,25 @@ def apply_heartbeat(application: ApplicationState, heartbeat: HeartbeatFacts) ->
         if application.consecutive_failures >= application.failure_threshold:
             application.status = "down"
             if previous != "down":
-                transition = Transition("opened", "failed")
+                transition = Transition("opened", failure_reason)
         elif previous != "down":
             application.status = "up"
     application.next_check_at = check_after_heartbeat(application, previous_check, now)
     return transition
+
+
+def _too_short(application: ApplicationState, duration_ms: int | None) -> bool:
+    """A run that ended faster than min_duration_seconds is a failure (SPEC §8)."""
+    minimum = application.min_duration_seconds
+    return minimum is not None and duration_ms is not None and duration_ms < minimum * 1000
+
+
+def run_limit(application: ApplicationState) -> tuple[dt.timedelta, str]:
+    """How long a started run may go unfinished, and the reason it is down after that: the
+    maximum duration when one is set (too_long), else the grace time (missed)."""
+    if application.max_duration_seconds is not None:
+        return dt.timedelta(seconds=application.max_duration_seconds), "too_long"
+    return dt.timedelta(seconds=application.grace_seconds), "missed"
 
 
 def _run_duration_ms(application: ApplicationState, heartbeat: HeartbeatFacts) -> int | None:
@@ -115,7 +134,7 @@ def next_check_at(application: ApplicationState) -> dt.datetime | None:
     elif application.status == "late" and application.next_deadline_at:
         candidates.append(application.next_deadline_at + grace)
     if application.last_start_at is not None:
-        candidates.append(application.last_start_at + grace)
+        candidates.append(application.last_start_at + run_limit(application)[0])
     return min(candidates) if candidates else None
 
 
@@ -144,8 +163,10 @@ def status_by_time(application: ApplicationState, now: dt.datetime) -> tuple[str
     if application.status in ("paused", "down"):
         return application.status, None
     grace = dt.timedelta(seconds=application.grace_seconds)
-    if application.last_start_at is not None and now >= application.last_start_at + grace:
-        return "down", "missed"
+    if application.last_start_at is not None:
+        limit, reason = run_limit(application)
+        if now >= application.last_start_at + limit:
+            return "down", reason
     deadline = application.next_deadline_at
     if application.status in ("up", "late") and deadline is not None:
         if now >= deadline + grace:

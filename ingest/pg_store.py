@@ -51,7 +51,8 @@ from status_rules import HeartbeatFacts, apply_heartbeat
 # What apply_heartbeat reads; what it only writes needs no reading.
 STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "grace_seconds",
                  "failure_threshold", "consecutive_failures", "last_start_at", "last_start_rid",
-                 "next_deadline_at", "next_check_at")
+                 "next_deadline_at", "next_check_at", "min_duration_seconds",
+                 "max_duration_seconds")
 WRITTEN_ONLY = ("last_heartbeat_at", "updated_at")
 # What apply_heartbeat may change, and the column types.
 CHANGED_COLUMNS = (("status", "varchar"), ("consecutive_failures", "integer"),
@@ -201,7 +202,9 @@ class PostgresHeartbeatStore:
         None, with nothing written, otherwise."""
         latest: dict[str, Signal] = {}
         for application_uuid, signal in items:
-            if signal.kind != "ok" or application_uuid not in self._schedules:
+            # A duration given with the heartbeat may be too short (status_rules).
+            if signal.kind != "ok" or signal.duration_ms is not None \
+                    or application_uuid not in self._schedules:
                 return None
             latest[application_uuid] = signal
         applications = []

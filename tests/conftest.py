@@ -148,8 +148,11 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def app_config(database_url, clock, tmp_path) -> dict:
+    # Tests step a manual clock between ticks as if the monitor had run all along: an outage
+    # gap only past 30 s of it (the default, three monitor intervals, would see one in most).
     return {"DATABASE_URL": database_url, "MONITOR_ENABLED": False, "CLOCK": clock,
-            "SPOOL_DIR": str(tmp_path / "spool"), "LOG_FORMAT": "text"}
+            "SPOOL_DIR": str(tmp_path / "spool"), "LOG_FORMAT": "text",
+            "OUTAGE_GAP_SECONDS": 30}
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def test_operator_sees_an_application_go_down_with_its_incident(
     assert page_width <= viewport_width, "the dashboard scrolls sideways on a phone"
     browser.save_screenshot(os.environ.get("DASHBOARD_SCREENSHOT", str(tmp_path / "dashboard.png")))
 
-    browser.find_element(By.ID, "sign-out").click()
+    wait(browser, lambda driver: driver.find_element(By.ID, "sign-out").click() or True)
     wait(browser, shown.url_to_be(server.url + "/login"))
     browser.get(server.url + "/")
     assert browser.current_url == server.url + "/login"

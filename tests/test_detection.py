@@ -21,7 +21,7 @@ def at(seconds: float) -> dt.datetime:
 
 
 def application(status="up", deadline=60, grace=30, start=None):
-    return SimpleNamespace(status=status, grace_seconds=grace,
+    return SimpleNamespace(status=status, grace_seconds=grace, max_duration_seconds=None,
                            next_deadline_at=at(deadline) if deadline is not None else None,
                            last_start_at=at(start) if start is not None else None)
 

@@ -66,6 +66,9 @@ class Seeded:
         assert failed.status_code == 200, failed.text
         alerts = self.operator.get("/api/v1/alerts").json()["items"]
         self.alert_id = alerts[0]["id"]
+        self.incident_id = alerts[0]["payload"]["incident"]["id"]
+        self.ack_token = alerts[0]["payload"]["ack_url"].rsplit("/", 1)[1]
+        self.window_id = self.new_window()
         self.error_id = make_error(app, app.extensions["hbmon"].clock.now())
 
     def new_application(self, channels=()) -> str:
@@ -80,13 +83,23 @@ class Seeded:
         assert created.status_code == 201, created.text
         return created.json()["id"]
 
+    def new_window(self) -> int:
+        created = self.operator.post("/api/v1/maintenance-windows", json={
+            "name": "fuzzed", "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-02T00:00:00Z"})
+        assert created.status_code == 201, created.text
+        return created.json()["id"]
+
     def existing(self, name: str, method: str):
         """An id of an existing row for this path parameter; a fresh one for DELETE."""
         if name == "uuid":
             return self.new_application() if method == "DELETE" else self.uuid
         if name == "channel_id":
             return self.new_channel() if method == "DELETE" else self.channel_id
-        return {"alert_id": self.alert_id, "error_id": self.error_id}.get(name)
+        if name == "window_id":
+            return self.new_window() if method == "DELETE" else self.window_id
+        return {"alert_id": self.alert_id, "error_id": self.error_id,
+                "incident_id": self.incident_id, "token": self.ack_token}.get(name)
 
 
 @pytest.fixture

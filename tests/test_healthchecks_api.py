@@ -355,9 +355,9 @@ def test_flips_are_incident_boundaries_with_time_filters(hc, anonymous, clock):
     assert [f["up"] for f in hc.get(f"{url}?end={start}").json()["flips"]] == [0]
     assert [f["up"] for f in hc.get(f"{url}?seconds=30").json()["flips"]] == [1]
     assert [f["up"] for f in hc.get(f"{url}?seconds=3600").json()["flips"]] == [1, 0]
-    assert [f["up"] for f in hc.get(f"{url}?seconds=0&other=1").json()["flips"]] == [1, 0]
+    assert [f["up"] for f in hc.get(f"{url}?seconds=0").json()["flips"]] == [1, 0]
     for query in ("?start=abc", "?start=-123", "?start=12345678901234567890",
-                  "?seconds=-123", "?seconds=12345678901234567890"):
+                  "?seconds=-123", "?seconds=12345678901234567890", "?seconds=0&other=1"):
         assert_envelope(hc.get(url + query), 422, "VALIDATION_ERROR")
 
 

@@ -10,7 +10,8 @@ from tests.factories import make_error
 from tests.helpers import assert_envelope
 from utils.pagination import encode_cursor
 
-LISTS = ["applications", "heartbeats", "incidents", "alerts", "errors"]
+LISTS = ["applications", "heartbeats", "incidents", "all-incidents", "maintenance-windows",
+         "alerts", "errors"]
 
 
 def unsigned(values) -> str:
@@ -25,7 +26,7 @@ def forged(app, scope: str, values) -> str:
 
 
 class Lists:
-    """Three rows in each of the five lists, and the path that lists them."""
+    """Three rows in each of the lists, and the path that lists them."""
 
     def __init__(self, app, api, anonymous, clock, sink):
         channel = api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
@@ -39,9 +40,14 @@ class Lists:
             assert anonymous.get(f"/ping/{self.uuid}/{kind}".rstrip("/")).status_code == 200
         for n in range(3):
             make_error(app, clock.advance(seconds=1), message=f"error {n}")
+            assert api.post("/api/v1/maintenance-windows", json={
+                "name": f"window-{n}", "starts_at": "2030-02-01T00:00:00Z",
+                "ends_at": "2030-02-02T00:00:00Z"}).status_code == 201
         self.paths = {"applications": "/api/v1/applications",
                       "heartbeats": f"/api/v1/applications/{self.uuid}/heartbeats",
                       "incidents": f"/api/v1/applications/{self.uuid}/incidents",
+                      "all-incidents": "/api/v1/incidents",
+                      "maintenance-windows": "/api/v1/maintenance-windows",
                       "alerts": "/api/v1/alerts", "errors": "/api/v1/errors"}
 
     def page(self, api, name: str, cursor: str | None = None, limit: int = 1):

@@ -1,4 +1,5 @@
-"""§6.5: several monitor processes against one PostgreSQL: each alert is sent exactly once."""
+"""§6.5: several monitor processes against one PostgreSQL: each alert is sent exactly once, and
+each decision of §8 (reminder, escalation step, released alert) is made once."""
 from __future__ import annotations
 
 import collections
@@ -18,7 +19,8 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from database import db
 from heartbeat_monitor import judge_due_applications
-from models import Application
+from models import Alert, Application, ServiceState
+from outage import ALIVE_KEY
 from tests.conftest import Client, close_app, make_key, migrate
 from tests.helpers import wait_until
 from utils.clock import ManualClock
@@ -110,3 +112,114 @@ def test_a_monitor_skips_an_application_another_holds_locked_instead_of_waiting(
         statuses = dict(db.session.execute(select(Application.uuid, Application.status)).all())
         db.session.remove()
     assert statuses == {uuids[0]: "up", uuids[1]: "down"}
+
+
+GROUP = 8
+
+
+def alive_at(app) -> dt.datetime:
+    """When a monitor last finished a tick, by its clock (its alive mark, outage.py)."""
+    with app.app_context():
+        moment = db.session.execute(select(ServiceState.updated_at).where(
+            ServiceState.key == ALIVE_KEY)).scalar()
+        db.session.remove()
+    return moment or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def test_three_monitor_processes_decide_each_reminder_escalation_and_release_once(
+        postgres_databases, sink, other_sink, serve, tmp_path):
+    """§8 on §6.5: reminders, escalation steps, alerts released by a window's end and by a
+    parent's recovery, each queued and delivered once while three monitors race for them."""
+    url = postgres_databases.create()
+    migrate(url)
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    clock = ManualClock(start)
+    app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False, "LOG_FORMAT": "text",
+                      "CLOCK": clock, "SPOOL_DIR": str(tmp_path / "spool")})
+    live = serve(app)
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    ops = api.post("/api/v1/channels", json={"name": "ops", "kind": "webhook",
+                                             "url": sink.url}).json()["id"]
+    lead = api.post("/api/v1/channels", json={"name": "lead", "kind": "webhook",
+                                              "url": other_sink.url}).json()["id"]
+
+    def create(name: str, **fields) -> str:
+        return api.post("/api/v1/applications", json={
+            "name": name, "period_seconds": 60, "grace_seconds": 30, "channels": [ops],
+            **fields}).json()["uuid"]
+
+    reminded = [create(f"reminded-{n}", reminder_interval_seconds=60, escalation=[
+        {"after_seconds": 120, "channels": [lead]}]) for n in range(GROUP)]
+    in_window = [create(f"maintained-{n}", tags=["maint"]) for n in range(GROUP)]
+    parent = create("parent")
+    children = [create(f"child-{n}", depends_on=parent) for n in range(GROUP)]
+    assert api.post("/api/v1/maintenance-windows", json={
+        "name": "upgrade", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T00:10:00Z",
+        "tags": ["maint"]}).status_code == 201
+    for uuid in reminded + in_window + [parent] + children:
+        anonymous.get(f"/ping/{uuid}")
+
+    clock_file = tmp_path / "clock"
+    env = {**os.environ, "DATABASE_URL": url, "CLOCK_FILE": str(clock_file),
+           "MONITOR_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
+           "SPOOL_DIR": str(tmp_path / "spool")}
+    logs = [tmp_path / f"monitor-{n}.log" for n in range(3)]
+
+    def received(event: str, sinks=(sink, other_sink)) -> int:
+        return len({request["json"]["alert_id"] for each in sinks
+                    for request in list(each.received) if request["json"]["event"] == event})
+
+    def at(seconds: int, expected: dict[str, int]) -> None:
+        """Move every monitor's clock to start + seconds; wait for the alerts expected by then."""
+        clock_file.write_text((start + dt.timedelta(seconds=seconds)).isoformat())
+        wait_until(lambda: all(received(event) >= count for event, count in expected.items()),
+                   60, 0.1, f"at +{seconds} s: {expected}")
+
+    clock_file.write_text(start.isoformat())
+    monitors = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "monitor"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=log.open("wb")) for log in logs]
+    try:
+        # +100 s: every silent application is down; the window and the parent hold some.
+        at(100, {"application.down": GROUP + 1})
+        at(161, {"application.down": GROUP + 1, "application.still_down": GROUP})
+        at(221, {"application.down": 2 * GROUP + 1, "application.still_down": 2 * GROUP})
+        clock.set(start + dt.timedelta(seconds=221))
+        anonymous.get(f"/ping/{parent}")  # the parent recovers: its children's alerts go
+        at(222, {"application.down": 3 * GROUP + 1, "application.up": 1})
+        # +601 s: the window has ended: what it held goes, with one reminder each.
+        at(601, {"application.down": 4 * GROUP + 1, "application.still_down": 3 * GROUP})
+        # A whole tick at +602 s (nothing new falls due before +661 s) after everything due by
+        # +601 s was claimed: once the monitors have stopped, every decision is in the outbox.
+        clock_file.write_text((start + dt.timedelta(seconds=602)).isoformat())
+        wait_until(lambda: alive_at(app) >= start + dt.timedelta(seconds=602), 60, 0.1,
+                   "no monitor ticked at +602 s")
+    finally:
+        for process in monitors:
+            process.send_signal(signal.SIGTERM)
+        exit_codes = [process.wait(30) for process in monitors]
+    tails = [log.read_text()[-3000:] for log in logs]
+    assert exit_codes == [0, 0, 0], tails
+    # Delivery is at least once (a lease that runs out on a starved machine resends the same
+    # alert); what must be once is each decision: one alert per reminder, step or release.
+    everything = list({request["json"]["alert_id"]: request
+                       for request in sink.received + other_sink.received}.values())
+    decisions = collections.Counter(
+        (request["json"]["application"]["uuid"], request["json"]["event"],
+         request["json"].get("escalation_step")) for request in everything)
+    expected = collections.Counter()
+    for uuid in reminded:
+        expected.update({(uuid, "application.down", None): 1, (uuid, "application.down", 1): 1,
+                         (uuid, "application.still_down", None): 3})
+    for uuid in in_window + children:
+        expected[(uuid, "application.down", None)] = 1
+    expected.update({(parent, "application.down", None): 1, (parent, "application.up", None): 1})
+    assert decisions == expected, tails
+    with app.app_context():  # each decision queued once (delivery may resend; decisions not)
+        rows = db.session.execute(select(Application.uuid, Alert.event, Alert.payload).join(
+            Application, Application.id == Alert.application_id)).all()
+        db.session.remove()
+    queued = collections.Counter((uuid, event, payload.get("escalation_step"))
+                                 for uuid, event, payload in rows)
+    assert queued == expected, tails
+    assert all(request["json"].get("escalation_step") == 1 for request in other_sink.received)
