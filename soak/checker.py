@@ -24,6 +24,9 @@ EVENTS = ("application.down", "application.up")
 class Verdict:
     violations: dict[str, list[str]]  # invariant -> what broke it
     resends: dict[str, int]  # Idempotency-Key -> times received, where more than once
+    # Heartbeats answered 503 yet stored once, whose commit's answer was lost with the database
+    # while the spool could not take them either: the service cannot know (README).
+    unknown_commits: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def holds(self) -> bool:
@@ -61,14 +64,22 @@ def answered_heartbeats_stored_once(sent: list[Sent], facts: Facts) -> list[str]
     return found
 
 
+def _commit_unknown(request: Sent, facts: Facts) -> bool:
+    return (request.database_lost and request.status == 503
+            and len(facts.heartbeats.get(request.token, [])) == 1)
+
+
 def nothing_stored_unless_accepted(sent: list[Sent], facts: Facts) -> list[str]:
-    """A refused request stores nothing, a cut-off body stores nothing, a request without an
-    answer stores at most once, and nothing is stored that no request sent."""
+    """A refused request stores nothing (but one refused as the database went away, whose
+    commit may have gone through), a cut-off body stores nothing, a request without an answer
+    stores at most once, and nothing is stored that no request sent."""
     found = []
     for request in _heartbeats(sent):
         count = len(facts.heartbeats.get(request.token, []))
         if request.cut_off and count:
             found.append(f"cut-off body stored as a complete heartbeat: {_where(request)}")
+        elif _commit_unknown(request, facts):
+            continue
         elif request.status is not None and not request.answered_2xx and count:
             found.append(f"answered {request.answer} yet stored "
                          f"{count} time(s): {_where(request)}")
@@ -236,4 +247,5 @@ def check(sent: list[Sent], facts: Facts) -> Verdict:
     resends = {f"{channel}:{key}": count for (channel, key), count in received.items()
                if count > 1}
     return Verdict({name: invariant(sent, facts) for name, invariant in INVARIANTS.items()},
-                   resends)
+                   resends, [_where(request) for request in _heartbeats(sent)
+                             if _commit_unknown(request, facts)])

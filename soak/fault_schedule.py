@@ -25,6 +25,8 @@ from tests.sinks import HttpSink
 
 FAULT_KINDS = ("db_cut", "db_stall", "db_slow", "sink_5xx", "sink_429", "sink_hang",
                "worker_kill", "monitor_kill", "slow_clients", "disk_full")
+# Faults that take the database away; disk_full cuts it too (its spool fills meanwhile).
+DATABASE_FAULTS = ("db_cut", "db_stall", "disk_full")
 WARM_UP_SECONDS = 8.0
 SLOW_CLIENTS = 30
 
@@ -100,6 +102,13 @@ def fault_in_effect(faults: list[Fault], sent_at: float, answered_at: float) -> 
                                                            fault.started + 1):
             return f"{fault.kind} #{numbers[fault.kind]} (+{fault.started:.1f} s)"
     return None
+
+
+def database_lost_in_flight(faults: list[Fault], sent_at: float, answered_at: float) -> bool:
+    """Whether the database went away while a request was in flight: its commit may have
+    reached PostgreSQL with the answer lost on the way back."""
+    return any(fault.kind in DATABASE_FAULTS and fault.started is not None
+               and sent_at <= fault.started <= answered_at for fault in faults)
 
 
 @dataclasses.dataclass

@@ -45,6 +45,7 @@ class Sent:
     cut_off: bool = False  # the client hung up mid-body on purpose
     error: str | None = None
     during: str | None = None  # the fault in effect when it was sent
+    database_lost: bool = False  # the database went away while it was in flight
 
     @property
     def answered_2xx(self) -> bool:

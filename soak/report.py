@@ -70,6 +70,7 @@ def summarize(sent: list[Sent], facts: Facts, verdict: Verdict, faults: list[Fau
         "delivery_attempts_by_outcome": dict(facts.attempt_outcomes),
         "resent_keys": len(verdict.resends),
         "resends": verdict.resends,
+        "stored_though_answered_503_as_the_database_went_away": verdict.unknown_commits,
         "errors_logged_by_type": dict(facts.error_types),
         "invariants": {name: {"holds": not found, "violations": len(found),
                               "examples": found[:EXAMPLES]}
@@ -105,6 +106,8 @@ def render(summary: dict[str, Any]) -> str:
         f"median {summary['alert_delivery_seconds']['median']} s, max "
         f"{summary['alert_delivery_seconds']['max']} s.",
         f"Delivery attempts: {_counts(summary['delivery_attempts_by_outcome'])}.",
+        f"Answered 503 as the database went away (commit's answer lost, spool full), yet "
+        f"stored once: {len(verdict.unknown_commits)}.",
         f"Errors logged by the service: {_counts(summary['errors_logged_by_type'])}.",
     ]
     for fault in summary["faults_not_injected"]:

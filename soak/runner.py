@@ -26,7 +26,8 @@ from sqlalchemy.engine import make_url
 from soak.checker import Verdict, check
 from soak.environment import SoakDatabase, SpoolDisk, flask_command, through_proxy
 from soak.facts import read_facts
-from soak.fault_schedule import Fault, FaultScheduler, Targets, fault_in_effect, plan_faults
+from soak.fault_schedule import (Fault, FaultScheduler, Targets, database_lost_in_flight,
+                                  fault_in_effect, plan_faults)
 from soak.load import LoadGenerator, SoakApplication, plan_applications
 from soak.report import render, summarize
 from tests.faults import ROOT, ChaosProxy, MonitorProcess, ServerProcess
@@ -202,6 +203,7 @@ class Soak:
             connection.close()
         for sent in load.sent:
             sent.during = fault_in_effect(plan, sent.at, sent.at + sent.seconds)
+            sent.database_lost = database_lost_in_flight(plan, sent.at, sent.at + sent.seconds)
         verdict = check(load.sent, facts)
         summary = summarize(load.sent, facts, verdict, plan, {
             "minutes": self.options.minutes, "seed": self.options.seed,

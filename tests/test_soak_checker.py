@@ -9,6 +9,7 @@ import pytest
 
 from soak.checker import INVARIANTS, check
 from soak.facts import Facts, Receipt, StoredAlert, StoredApplication, StoredIncident
+from soak.fault_schedule import Fault, database_lost_in_flight
 from soak.load import Sent
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
@@ -105,6 +106,17 @@ def test_a_refused_heartbeat_that_was_stored_breaks_nothing_refused():
     sent, facts = sound_run()
     facts.heartbeats["hbmon-soak/3"] = [("h3", "ok")]
     assert "answered 503 SERVICE_UNAVAILABLE yet stored" in broken(NOTHING_REFUSED, sent, facts)[0]
+
+
+def test_a_503_as_the_database_went_away_may_be_stored_once_and_is_reported():
+    sent, facts = sound_run()
+    refused = next(request for request in sent if request.token == "hbmon-soak/3")
+    refused.database_lost = True
+    facts.heartbeats["hbmon-soak/3"] = [("h3", "ok")]
+    verdict = check(sent, facts)
+    assert verdict.holds and len(verdict.unknown_commits) == 1
+    facts.heartbeats["hbmon-soak/3"] = [("h3", "ok"), ("h3b", "ok")]
+    assert "answered 503 SERVICE_UNAVAILABLE yet stored 2" in broken(NOTHING_REFUSED, sent, facts)[0]
 
 
 def test_a_stored_cut_off_body_breaks_nothing_refused():
@@ -230,3 +242,14 @@ def test_an_unclean_exit_breaks_clean_shutdown():
     facts.exit_codes["server"] = -9
     assert broken("the server and the monitor stop cleanly", sent, facts) == [
         "server exited with -9 on SIGTERM"]
+
+
+def test_the_database_is_lost_in_flight_only_when_its_fault_begins_during_the_request():
+    cut = Fault(at=10.0, kind="db_cut", seconds=4.0, started=10.0, ended=14.0)
+    full = Fault(at=30.0, kind="disk_full", seconds=3.0, started=30.0, ended=33.0)
+    slow = Fault(at=50.0, kind="db_slow", seconds=3.0, started=50.0, ended=53.0)
+    faults = [cut, full, slow]
+    assert database_lost_in_flight(faults, 9.9, 10.2)
+    assert database_lost_in_flight(faults, 29.5, 30.0)
+    assert not database_lost_in_flight(faults, 10.5, 11.0)  # sent while it was already down
+    assert not database_lost_in_flight(faults, 49.9, 50.5)  # slow is not lost
