@@ -26,9 +26,12 @@ run: $(VENV)/.requirements
 monitor: $(VENV)/.requirements
 	$(BIN)/flask monitor
 
-# The system test (tests/system) runs apart: `make system-test`; CI runs both.
+# The system test (tests/system) runs apart: `make system-test`; CI runs both. Two pytest-xdist
+# workers: many tests wait on servers and subprocesses, so two overlap well on two cores.
+# `PYTEST_ARGS="-n 0"` runs them in one process.
+PYTEST_ARGS ?= -n 2 --dist worksteal
 test: $(VENV)/.requirements-dev browser-deps
-	$(BIN)/python -m pytest --ignore=tests/system
+	$(BIN)/python -m pytest $(PYTEST_ARGS) --ignore=tests/system
 
 # Several hosts in network namespaces on this machine (tests/system); needs root.
 system-test: $(VENV)/.requirements-dev hosts-deps
