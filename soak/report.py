@@ -107,7 +107,7 @@ def render(summary: dict[str, Any]) -> str:
         f"{summary['alert_delivery_seconds']['max']} s.",
         f"Delivery attempts: {_counts(summary['delivery_attempts_by_outcome'])}.",
         f"Answered 503 as the database went away (commit's answer lost, spool full), yet "
-        f"stored once: {len(verdict.unknown_commits)}.",
+        f"stored once: {len(summary['stored_though_answered_503_as_the_database_went_away'])}.",
         f"Errors logged by the service: {_counts(summary['errors_logged_by_type'])}.",
     ]
     for fault in summary["faults_not_injected"]:

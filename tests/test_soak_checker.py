@@ -11,6 +11,7 @@ from soak.checker import INVARIANTS, check
 from soak.facts import Facts, Receipt, StoredAlert, StoredApplication, StoredIncident
 from soak.fault_schedule import Fault, database_lost_in_flight
 from soak.load import Sent
+from soak.report import render, summarize
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 STEADY, SILENT = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -253,3 +254,13 @@ def test_the_database_is_lost_in_flight_only_when_its_fault_begins_during_the_re
     assert database_lost_in_flight(faults, 29.5, 30.0)
     assert not database_lost_in_flight(faults, 10.5, 11.0)  # sent while it was already down
     assert not database_lost_in_flight(faults, 49.9, 50.5)  # slow is not lost
+
+
+def test_the_summary_reports_a_503_stored_as_the_database_went_away():
+    sent, facts = sound_run()
+    next(request for request in sent if request.token == "hbmon-soak/3").database_lost = True
+    facts.heartbeats["hbmon-soak/3"] = [("h3", "ok")]
+    run = {"minutes": 1, "seed": 1, "applications": 2, "workers": 1,
+           "channels": {"ops": "webhook"}, "behaviours": {"steady": 2}}
+    text = render(summarize(sent, facts, check(sent, facts), [], run))
+    assert "yet stored once: 1." in text
