@@ -112,9 +112,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         monitor=Monitor(app, clock, settings.MONITOR_INTERVAL_SECONDS,
                         before_judging=[replay_spools, close_outage_gap],
                         after_judging=[check_due_incidents, record_alive, check_error_rate],
-                        housekeeping=[create_heartbeat_partitions, prune_request_counts,
-                                      prune_resolved_errors, prune_old_heartbeats,
-                                      refresh_occurrences]))
+                        housekeeping=[prune_request_counts, prune_resolved_errors,
+                                      prune_old_heartbeats, refresh_occurrences,
+                                      create_heartbeat_partitions]))
     app.extensions[EXTENSION_KEY] = runtime
     app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)

@@ -89,6 +89,7 @@ END $$;
 def upgrade():
     if op.get_bind().dialect.name != 'postgresql':
         return
+    op.execute("SET LOCAL statement_timeout = 0")  # the copy takes what it takes
     op.execute("DROP TRIGGER heartbeats_count_pings ON heartbeats")
     op.execute("ALTER TABLE heartbeats RENAME TO heartbeats_unpartitioned")
     # Index names are the schema's: the new table takes them.
@@ -108,6 +109,7 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name != 'postgresql':
         return
+    op.execute("SET LOCAL statement_timeout = 0")  # the copy takes what it takes
     op.execute("DROP TRIGGER heartbeats_count_pings ON heartbeats")
     op.execute("ALTER TABLE heartbeats RENAME TO heartbeats_partitioned")
     op.execute("ALTER SEQUENCE heartbeats_id_seq OWNED BY NONE")

@@ -1,0 +1,223 @@
+"""Heartbeats in daily partitions (PostgreSQL): what retention costs, and what ingest pays.
+
+    .venv/bin/python bench/bench_partitions.py [--day-heartbeats 10000000] [--batches 3000]
+                                               [--rounds 3] [--row-wise 200000]
+
+Retention: a day of `--day-heartbeats` heartbeats (written straight in SQL with
+generate_series, 40 days ago, over 1,000 applications), then one call of the housekeeping's
+prune_old_heartbeats with the default 30 days' retention, timed: it drops the day's partition.
+Target: under 1 s. For contrast, the row-wise prune (what SQLite does, and what PostgreSQL did
+before partitions) deletes `--row-wise` old heartbeats from a plain table.
+
+Ingest: two databases side by side, one migrated to the head (partitioned) and one left at
+the plain table (migrated down to 0008); batches of 4 plain pings written through the ingest
+writer's PostgreSQL path (ingest/pg_store.py) into each in turn, round after round, so a slow
+patch of the shared machine falls on both. Per batch: wall time, the writer's CPU and the
+PostgreSQL backend's CPU. Target: the partitioned table costs the same within noise (medians
+within 10%).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import random
+import subprocess
+import time
+
+from sqlalchemy import text
+
+from bench_ingest import create_applications
+from common import BIN, ROOT, bench_database, connect, machine, median, report, server_environment
+from store_cost import process_cpu_seconds
+
+APPLICATIONS = 1000
+BATCH_SIZE = 4
+
+
+def make_app(database_url: str):
+    from app import create_app
+    # The I/O timeout it installs is process-wide: long enough for this script's own
+    # statements (writing a day of heartbeats, dropping a database).
+    return create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
+                       "LOG_LEVEL": "WARNING", "DB_IO_TIMEOUT_SECONDS": 1800})
+
+
+def fill_day(database_url: str, day: dt.date, count: int) -> None:
+    """`count` heartbeats spread over `day` (its partition made first), over the applications."""
+    from database import db
+    from heartbeat_partitions import create_heartbeat_partitions
+    app = make_app(database_url)
+    with app.app_context():
+        create_heartbeat_partitions(dt.datetime.combine(day, dt.time(), dt.timezone.utc))
+        db.engine.dispose()
+    with contextlib.closing(connect(database_url)) as connection, connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
+        cursor.execute("SELECT min(id), max(id) FROM applications")
+        low, high = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO heartbeats (uuid, application_id, kind, message, source, remote_addr,"
+            " user_agent, received_at) SELECT gen_random_uuid(), %s + n %% %s, 'ok', '', 'ping',"
+            " '203.0.113.7', 'curl/8.5.0', %s + n * (interval '86400 s' / %s)"
+            " FROM generate_series(0, %s - 1) AS n",
+            (low, high - low + 1, dt.datetime.combine(day, dt.time()), count, count))
+        cursor.execute("VACUUM ANALYZE heartbeats")
+
+
+def applications_sql(count: int) -> str:
+    return ("INSERT INTO applications (uuid, name, description, timezone, period_seconds,"
+            " grace_seconds, failure_threshold, consecutive_failures, status, created_at,"
+            f" updated_at) SELECT gen_random_uuid(), 'job-' || n, '', 'UTC', 60, 60, 1, 0, 'up',"
+            f" now(), now() FROM generate_series(1, {count}) AS n")
+
+
+def heartbeat_count(database_url: str, where: str = "true") -> int:
+    with contextlib.closing(connect(database_url)) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM heartbeats WHERE {where}")
+        return cursor.fetchone()[0]
+
+
+def timed(database_url: str, task) -> tuple[float, int]:
+    """One call of a housekeeping task in an app context: its wall time and what it returns."""
+    from database import db
+    app = make_app(database_url)
+    with app.app_context():
+        db.session.execute(text("SELECT 1"))  # connected before the clock starts
+        db.session.commit()
+        started = time.perf_counter()
+        result = task()
+        duration = time.perf_counter() - started
+        db.engine.dispose()
+    return duration, result
+
+
+def retention(args) -> bool:
+    from models import Heartbeat
+    from retention import delete_old_rows, prune_old_heartbeats
+    now = dt.datetime.now(dt.timezone.utc)
+    old_day = (now - dt.timedelta(days=40)).date()
+    with bench_database() as url:
+        with contextlib.closing(connect(url)) as connection, connection.cursor() as cursor:
+            cursor.execute(applications_sql(APPLICATIONS))
+        started = time.perf_counter()
+        fill_day(url, old_day, args.day_heartbeats)
+        print(f"  {args.day_heartbeats:,} heartbeats written into {old_day} in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        duration, _ = timed(url, lambda: prune_old_heartbeats(now))
+        left = heartbeat_count(url)
+    passed = report("heartbeat retention with partitions",
+                    f"a day of {args.day_heartbeats:,} heartbeats dropped in "
+                    f"{duration * 1000:.0f} ms by one housekeeping prune ({left} left)",
+                    duration < 1.0 and left == 0)
+    if args.row_wise:
+        with bench_database() as url:
+            downgrade_to_plain(url)
+            with contextlib.closing(connect(url)) as connection, connection.cursor() as cursor:
+                cursor.execute(applications_sql(APPLICATIONS))
+                cursor.execute(
+                    "INSERT INTO heartbeats (uuid, application_id, kind, message, source,"
+                    " received_at) SELECT gen_random_uuid(), 1 + n %% %s, 'ok', '', 'ping',"
+                    " %s + n * interval '1 ms' FROM generate_series(1, %s) AS n",
+                    (APPLICATIONS, dt.datetime.combine(old_day, dt.time()), args.row_wise))
+                cursor.execute("VACUUM ANALYZE heartbeats")
+            total, deleted = 0.0, 0
+            while True:  # housekeeping passes, back to back
+                duration, count = timed(url, lambda: delete_old_rows(
+                    Heartbeat.__table__, now - dt.timedelta(days=30)))
+                if count == 0:
+                    break
+                total, deleted = total + duration, deleted + count
+        print(f"  for contrast, row by row on a plain table: {deleted:,} heartbeats in "
+              f"{total:.1f} s, {1e6 * total / max(deleted, 1):.1f} us each: a day of "
+              f"{args.day_heartbeats:,} would take {total / max(deleted, 1) * args.day_heartbeats:.0f} s",
+              flush=True)
+    return passed
+
+
+def downgrade_to_plain(url: str) -> None:
+    subprocess.run([str(BIN / "flask"), "--app", "app", "db", "downgrade",
+                    "0008_incident_response"], cwd=ROOT, env=server_environment(url),
+                   check=True, capture_output=True)
+
+
+def ingest(args) -> bool:
+    from database import db
+    from ingest.pg_store import PostgresHeartbeatStore
+    from ingest.signals import received_signal
+    with bench_database() as partitioned_url, bench_database() as plain_url:
+        downgrade_to_plain(plain_url)
+        stores, uuids, apps = {}, {}, []
+        for name, url in (("partitioned", partitioned_url), ("plain", plain_url)):
+            uuids[name] = create_applications(url, 200)
+            app = make_app(url)
+            apps.append(app)
+            with app.app_context():
+                stores[name] = PostgresHeartbeatStore(db.engine)
+
+        def batch(name: str) -> list:
+            at = dt.datetime.now(dt.timezone.utc)
+            return [(uuid, received_signal("ok", received_at=at, remote_addr="127.0.0.1",
+                                           user_agent="bench", exit_code=None))
+                    for uuid in random.sample(uuids[name], BATCH_SIZE)]
+
+        def measure(name: str) -> tuple[float, float, float]:
+            store = stores[name]
+            batches = [batch(name) for _ in range(args.batches)]
+            backend = store._connection.dbapi_connection.get_backend_pid()
+            wall, cpu, server = (time.perf_counter(), time.process_time(),
+                                 process_cpu_seconds(backend))
+            for items in batches:
+                store.write(items)
+            costs = (time.perf_counter() - wall, time.process_time() - cpu,
+                     process_cpu_seconds(backend) - server)
+            return tuple(1e6 * cost / args.batches for cost in costs)
+
+        for name in stores:  # warm up; the one-statement path learns the schedules
+            for _ in range(300):
+                stores[name].write(batch(name))
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in stores}
+        for round_number in range(args.rounds):
+            order = list(stores) if round_number % 2 == 0 else list(reversed(stores))
+            for name in order:
+                results[name].append(measure(name))
+        in_default = heartbeat_count(partitioned_url, "tableoid = 'heartbeats_default'::regclass")
+        for store in stores.values():
+            store.close()
+        for app in apps:
+            with app.app_context():
+                db.engine.dispose()
+    medians = {}
+    for name, runs in results.items():
+        medians[name] = [median([run[n] for run in runs]) for n in range(3)]
+        wall, cpu, server = medians[name]
+        print(f"  {name:12s} per batch of {BATCH_SIZE}: wall {wall:4.0f} us, writer CPU "
+              f"{cpu:4.0f} us, PostgreSQL backend CPU {server:4.0f} us "
+              f"(rounds: {', '.join(f'{run[0]:.0f}' for run in runs)} us)", flush=True)
+    ratio = medians["partitioned"][0] / medians["plain"][0]
+    return report("ingest into partitions",
+                  f"wall per batch partitioned/plain {ratio:.2f}, backend CPU "
+                  f"{medians['partitioned'][2] / medians['plain'][2]:.2f} "
+                  f"({in_default} heartbeats in the default partition)",
+                  ratio < 1.10 and in_default == 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--day-heartbeats", type=int, default=10_000_000)
+    parser.add_argument("--row-wise", type=int, default=200_000)
+    parser.add_argument("--batches", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip", choices=["retention", "ingest"])
+    args = parser.parse_args()
+    print(f"partitions: {machine()}", flush=True)
+    passed = True
+    if args.skip != "ingest":
+        passed &= ingest(args)
+    if args.skip != "retention":
+        passed &= retention(args)
+    raise SystemExit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()
