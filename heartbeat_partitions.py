@@ -87,6 +87,9 @@ def _create_partition(day: dt.date) -> bool:
         # between the move and the attach (which would then refuse).
         db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         db.session.execute(text(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE"))
+        if db.session.execute(text(f"SELECT to_regclass('{name}')")).scalar() is not None:
+            db.session.commit()  # another monitor made it while we waited for the lock
+            return False
         db.session.execute(text(f"CREATE TABLE {name} (LIKE heartbeats)"))
         # A constraint the bounds imply: ATTACH then need not scan the table to check them.
         low, high = _literal(bounds["low"]), _literal(bounds["high"])
@@ -121,7 +124,7 @@ def drop_heartbeat_partitions(cutoff: dt.datetime) -> list[str]:
             break
         try:
             db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            db.session.execute(text(f"DROP TABLE {name}"))
+            db.session.execute(text(f"DROP TABLE IF EXISTS {name}"))  # another monitor may have
             db.session.commit()
         except OperationalError as error:
             db.session.rollback()

@@ -58,9 +58,10 @@ def _write(items: list[tuple[str, Signal]], replay: bool) -> list[Result]:
     stored: set[str] = set()
     if replay:
         # Their times too: on PostgreSQL only their days' partitions are looked in.
+        times = list({signal.received_at for _, signal in items})
         stored = set(db.session.execute(select(Heartbeat.uuid).where(
             Heartbeat.uuid.in_([signal.uuid for _, signal in items]),
-            Heartbeat.received_at.in_(list({signal.received_at for _, signal in items})))).scalars())
+            Heartbeat.received_at.in_(times))).scalars())
     results: list[Result] = []
     rows: list[dict[str, Any]] = []
     for application_uuid, signal in items:

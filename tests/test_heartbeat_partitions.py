@@ -9,6 +9,7 @@ import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import select, text
 
+import heartbeat_partitions
 from app import create_app
 from database import db
 from heartbeat_partitions import (DAYS_AHEAD, create_heartbeat_partitions, daily_partitions,
@@ -170,3 +171,14 @@ def test_the_migration_moves_existing_heartbeats_into_partitions(postgres_databa
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@ON_POSTGRESQL
+def test_a_partition_another_monitor_made_meanwhile_is_left_as_it_is(app, application, clock):
+    """Two monitors may both find a day's partition missing; the second, once it holds the
+    lock the first held, finds it made and does nothing (no error in its tick)."""
+    with app.app_context():
+        assert create_heartbeat_partitions(clock.now())[0] == partition_name(clock.now().date())
+        assert heartbeat_partitions._create_partition(clock.now().date()) is False
+        assert heartbeat_partitions.drop_heartbeat_partitions(clock.now()) == []
+    assert partition_days(app)[0] == clock.now().date()
