@@ -4,9 +4,10 @@ On PostgreSQL `heartbeats` is partitioned by RANGE on `received_at` (migration 0
 partition a day, `heartbeats_pYYYYMMDD` holding [that midnight, the next) in UTC, and a DEFAULT
 partition, `heartbeats_default`, for any heartbeat whose day has no partition, so an insert
 never fails for want of one. The monitor's housekeeping keeps today's partition and the next
-DAYS_AHEAD days' ready (`create_heartbeat_partitions`), and retention (retention.py) drops the
-partitions whose whole day is past HEARTBEAT_RETENTION_DAYS (`drop_heartbeat_partitions`): a
-day of heartbeats goes in one DROP TABLE, whatever its size.
+DAYS_AHEAD days' ready (`create_heartbeat_partitions`), and retention (retention.py) detaches
+the partitions whose whole day is past HEARTBEAT_RETENTION_DAYS (`retire_heartbeat_partitions`:
+a catalog change, milliseconds whatever the day holds) and then drops them
+(`drop_retired_partitions`: the files removed, holding no lock anything else needs).
 
 A partition created for a day that already has heartbeats in the default partition (the
 monitor was stopped longer than DAYS_AHEAD days, or a clock jumped) takes them over: they are
@@ -114,26 +115,70 @@ def _create_partition(day: dt.date) -> bool:
     return True
 
 
-def drop_heartbeat_partitions(cutoff: dt.datetime) -> list[str]:
-    """Drop the daily partitions holding only heartbeats received before `cutoff`; returns
-    the names dropped (a partition whose locks are busy waits for the next housekeeping)."""
-    cutoff_day = cutoff.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    dropped = []
+def retire_heartbeat_partitions(cutoff: dt.datetime) -> list[str]:
+    """Detach the daily partitions holding only heartbeats received before `cutoff`; returns
+    the names detached (one whose locks are busy waits for the next housekeeping).
+
+    Detaching changes the catalog only: it holds the table's lock for milliseconds whatever
+    the day holds. Removing the files is drop_retired_partitions' part.
+    """
+    cutoff_naive = cutoff.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    retired = []
     for day, name in sorted(daily_partitions().items()):
-        if dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) > cutoff_day:
+        if dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) > cutoff_naive:
             break
         try:
             db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            db.session.execute(text(f"DROP TABLE IF EXISTS {name}"))  # another monitor may have
+            db.session.execute(text("LOCK TABLE heartbeats IN ACCESS EXCLUSIVE MODE"))
+            still_attached = db.session.execute(text(
+                "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:name) "
+                "AND inhparent = 'heartbeats'::regclass"), {"name": name}).first()
+            if still_attached:  # else another monitor did it while we waited for the lock
+                db.session.execute(text(f"ALTER TABLE heartbeats DETACH PARTITION {name}"))
             db.session.commit()
         except OperationalError as error:
             db.session.rollback()
-            log.warning("heartbeat partition %s not dropped, will retry: %s", name,
+            log.warning("heartbeat partition %s not detached, will retry: %s", name,
+                        type(error.orig).__name__)
+            break
+        retired.append(name)
+    if retired:
+        log.info("detached heartbeat partitions past the retention: %s", ", ".join(retired))
+    return retired
+
+
+def drop_retired_partitions() -> list[str]:
+    """Drop the detached daily partitions (retired above, or left by a call cut short).
+
+    PostgreSQL removes a dropped table's files as it commits, before it releases its locks,
+    and that takes time in proportion to the size (about 2 s for a day of 10 million
+    heartbeats on the machine of BENCHMARKS.md). So each table first loses its foreign key to
+    applications in a transaction of its own, and is then dropped holding the lock on itself
+    only: nothing else waits while its files go.
+    """
+    names = db.session.execute(text(
+        "SELECT relname FROM pg_class WHERE relname ~ '^heartbeats_p[0-9]{8}$' "
+        "AND relkind = 'r' AND NOT relispartition "
+        "AND relnamespace = current_schema()::regnamespace ORDER BY relname")).scalars().all()
+    db.session.commit()
+    dropped = []
+    for name in names:
+        try:
+            db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            for constraint in db.session.execute(text(
+                    "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:name) "
+                    "AND contype = 'f'"), {"name": name}).scalars().all():
+                db.session.execute(text(f'ALTER TABLE {name} DROP CONSTRAINT "{constraint}"'))
+            db.session.commit()
+            db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            db.session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            db.session.commit()
+        except OperationalError as error:
+            db.session.rollback()
+            log.warning("retired heartbeat partition %s not dropped, will retry: %s", name,
                         type(error.orig).__name__)
             break
         dropped.append(name)
-    if dropped:
-        log.info("dropped heartbeat partitions past the retention: %s", ", ".join(dropped))
     return dropped
 
 

@@ -1,7 +1,8 @@
 """Retention: heartbeats older than HEARTBEAT_RETENTION_DAYS are deleted by housekeeping.
 
-On PostgreSQL whole days go at once: the daily partitions past the retention are dropped
-(heartbeat_partitions.py), and only what waits in the default partition is deleted row by row.
+On PostgreSQL whole days go at once: the daily partitions past the retention are detached and
+dropped (heartbeat_partitions.py), and only what waits in the default partition is deleted row
+by row.
 A heartbeat is then kept between HEARTBEAT_RETENTION_DAYS and one day more. On SQLite every
 heartbeat goes row by row, as soon as it is past the retention.
 """
@@ -12,7 +13,8 @@ import datetime as dt
 from sqlalchemy import delete, select
 
 from database import db
-from heartbeat_partitions import default_partition, drop_heartbeat_partitions, partitioned
+from heartbeat_partitions import (default_partition, drop_retired_partitions, partitioned,
+                                  retire_heartbeat_partitions)
 from models import Heartbeat
 from runtime import current_runtime
 
@@ -30,7 +32,8 @@ def prune_old_heartbeats(now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(days=days)
     if not partitioned():
         return delete_old_rows(Heartbeat.__table__, cutoff)
-    drop_heartbeat_partitions(cutoff)
+    retire_heartbeat_partitions(cutoff)
+    drop_retired_partitions()
     return delete_old_rows(default_partition, cutoff)
 
 

@@ -13,7 +13,8 @@ import heartbeat_partitions
 from app import create_app
 from database import db
 from heartbeat_partitions import (DAYS_AHEAD, create_heartbeat_partitions, daily_partitions,
-                                  drop_heartbeat_partitions, partition_name)
+                                  drop_retired_partitions, partition_name,
+                                  retire_heartbeat_partitions)
 from models import Application, Heartbeat
 from retention import prune_old_heartbeats
 from tests.conftest import _dsn
@@ -109,7 +110,7 @@ def test_retention_deletes_the_default_partitions_old_heartbeats_row_by_row(
 
 
 @ON_POSTGRESQL
-def test_a_partition_whose_table_is_in_use_is_dropped_at_a_later_housekeeping(
+def test_a_partition_whose_table_is_in_use_is_retired_at_a_later_housekeeping(
         app, application, clock, database_url):
     start = clock.now()
     with app.app_context():
@@ -120,13 +121,35 @@ def test_a_partition_whose_table_is_in_use_is_dropped_at_a_later_housekeeping(
         with reader.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM heartbeats")  # holds its lock until rolled back
             with app.app_context():  # not waited for beyond the lock timeout
-                assert drop_heartbeat_partitions(start + DAY) == []
+                assert retire_heartbeat_partitions(start + DAY) == []
             reader.rollback()
         with app.app_context():
-            assert drop_heartbeat_partitions(start + DAY) == [partition_name(start.date())]
+            assert prune_old_heartbeats(start + 31 * DAY) == 0
+            assert daily_partitions() and min(daily_partitions()) == (start + DAY).date()
     finally:
         reader.close()
     assert where_stored(app) == []
+
+
+@ON_POSTGRESQL
+def test_a_retired_partition_left_behind_is_dropped_by_the_next_prune(app, application, clock):
+    """A prune cut short between detaching and dropping leaves a detached table: the next one
+    drops it, and a table whose name is not a day's is never touched."""
+    start = clock.now()
+    with app.app_context():
+        create_heartbeat_partitions(start)
+        assert retire_heartbeat_partitions(start + DAY) == [partition_name(start.date())]
+        db.session.execute(text("CREATE TABLE heartbeats_p2030_notes (note text)"))
+        db.session.commit()
+        assert prune_old_heartbeats(start) == 0  # nothing past the retention: only the leftover
+        leftovers = db.session.execute(text(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'heartbeats_p2%' "
+            "AND relkind = 'r'")).scalars().all()
+        db.session.execute(text("DROP TABLE heartbeats_p2030_notes"))
+        db.session.commit()
+        assert drop_retired_partitions() == []
+    assert set(leftovers) == {"heartbeats_p2030_notes"} | {
+        partition_name((start + n * DAY).date()) for n in range(1, DAYS_AHEAD + 1)}
 
 
 def test_the_migration_moves_existing_heartbeats_into_partitions(postgres_databases):
@@ -180,5 +203,5 @@ def test_a_partition_another_monitor_made_meanwhile_is_left_as_it_is(app, applic
     with app.app_context():
         assert create_heartbeat_partitions(clock.now())[0] == partition_name(clock.now().date())
         assert heartbeat_partitions._create_partition(clock.now().date()) is False
-        assert heartbeat_partitions.drop_heartbeat_partitions(clock.now()) == []
+        assert heartbeat_partitions.retire_heartbeat_partitions(clock.now()) == []
     assert partition_days(app)[0] == clock.now().date()
