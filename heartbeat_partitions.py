@@ -12,7 +12,7 @@ a catalog change, milliseconds whatever the day holds) and then drops them
 A partition created for a day that already has heartbeats in the default partition (the
 monitor was stopped longer than DAYS_AHEAD days, or a clock jumped) takes them over: they are
 moved in the same transaction that attaches it. Each DDL statement waits at most
-LOCK_TIMEOUT for its locks (a DROP needs the parent table to itself for a moment, and every
+LOCK_TIMEOUT for its locks (a detach needs the parent table to itself for a moment, and every
 insert queues behind a lock it waits for); one that cannot get them is tried again at the next
 housekeeping. SQLite has one plain table: nothing here applies to it.
 """
