@@ -277,6 +277,47 @@ def ingest(args) -> bool:
                   ratio < 1.10 and in_default == 0)
 
 
+def served(args) -> bool:
+    """The service itself on each table, side by side under wrk (bench_ingest.py's load)."""
+    import io
+
+    import psycopg2.extensions
+
+    from bench_ingest import alternate, application_uuid_file, describe, service_environment
+    from common import gunicorn, scratch_dir
+    with bench_database() as partitioned_url, bench_database() as plain_url, \
+            scratch_dir() as scratch:
+        downgrade_to_plain(plain_url)
+        uuids = application_uuid_file(partitioned_url, scratch)
+        # create_app (above) installs a wait callback process-wide, with which COPY cannot run
+        # and a DROP DATABASE may be cut at its timeout: this script's own connections go
+        # without it.
+        psycopg2.extensions.set_wait_callback(None)
+        rows = io.StringIO()  # the same applications in both, so one UUID file serves both
+        with contextlib.closing(connect(partitioned_url)) as source, source.cursor() as cursor:
+            cursor.copy_expert("COPY applications TO STDOUT", rows)
+        rows.seek(0)
+        with contextlib.closing(connect(plain_url)) as target, target.cursor() as cursor:
+            cursor.copy_expert("COPY applications FROM STDIN", rows)
+        log, keep_alive = scratch / "gunicorn.log", ["--keep-alive", "0"]
+        with gunicorn("app:create_app()", service_environment(partitioned_url, scratch,
+                                                              "partitioned"),
+                      2, 8, log, extra_args=keep_alive) as (partitioned_port, _), \
+                gunicorn("app:create_app()", service_environment(plain_url, scratch, "plain"),
+                         2, 8, log, extra_args=keep_alive) as (plain_port, _):
+            results = alternate({"partitioned": (partitioned_port, uuids),
+                                 "plain": (plain_port, uuids)}, args.rounds, args.seconds)
+        in_default = heartbeat_count(partitioned_url,
+                                     "tableoid = 'heartbeats_default'::regclass")
+    for name, runs in results.items():
+        print(f"  served, {name:12s} {describe(runs)}", flush=True)
+    ratio = (median([run["rps"] for run in results["partitioned"]])
+             / median([run["rps"] for run in results["plain"]]))
+    return report("served ingest into partitions",
+                  f"ping req/s partitioned/plain {ratio:.2f} ({in_default} heartbeats in the "
+                  "default partition)", ratio > 0.9 and in_default == 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -284,12 +325,17 @@ def main() -> None:
     parser.add_argument("--row-wise", type=int, default=200_000)
     parser.add_argument("--batches", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8, help="per served round")
+    parser.add_argument("--served", action="store_true",
+                        help="also the service on each table under wrk, side by side")
     parser.add_argument("--skip", choices=["retention", "ingest"])
     args = parser.parse_args()
     print(f"partitions: {machine()}", flush=True)
     passed = True
     if args.skip != "ingest":
         passed &= ingest(args)
+        if args.served:
+            passed &= served(args)
     if args.skip != "retention":
         passed &= retention(args)
     raise SystemExit(0 if passed else 1)
