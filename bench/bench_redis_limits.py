@@ -22,8 +22,6 @@ import argparse
 import contextlib
 import os
 
-import psycopg2.extensions
-
 from bench_ingest import alternate, application_uuid_file, describe, service_environment
 from common import ROOT, bench_database, gunicorn, machine, median, report, scratch_dir
 
@@ -66,9 +64,6 @@ def main() -> None:
                                                     cwd=args.before,
                                                     RATE_LIMIT_STORAGE_URL=REDIS_URL), uuids)
         results = alternate(servers, args.rounds, args.seconds)
-        # create_app (run above to create the applications) bounds every PostgreSQL wait in
-        # this process at DB_IO_TIMEOUT_SECONDS; dropping the database may take longer.
-        psycopg2.extensions.set_wait_callback(None)
     rps = {name: median([run["rps"] for run in runs]) for name, runs in results.items()}
     baseline_name = max(("hello sync", "hello gthread"), key=rps.get)
     for name, runs in results.items():

@@ -60,6 +60,9 @@ def bench_database() -> Iterator[str]:
                        env=server_environment(url), check=True, capture_output=True)
         yield url
     finally:
+        # An app made in this process bounds every PostgreSQL wait (database.install_io_timeout);
+        # dropping a database can take longer on a busy machine, and must not lose the results.
+        psycopg2.extensions.set_wait_callback(None)
         with contextlib.closing(_admin()) as connection, connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--a-dir", default=str(ROOT), help="checkout variant A runs from")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--worker-class", help="gunicorn worker class of all three servers "
+                        "(default: gunicorn.conf.py's), e.g. gthread to set a checkout that "
+                        "predates gevent workers against the code now")
     args = parser.parse_args()
     with bench_database() as database_url, scratch_dir() as scratch:
         uuids = application_uuid_file(database_url, scratch)
@@ -35,6 +38,8 @@ def main() -> None:
         def environment(name: str, pairs: list[str]) -> dict[str, str]:
             return service_environment(database_url, scratch, name, **settings(pairs))
         log, served = scratch / "gunicorn.log", ["--keep-alive", "0"]
+        if args.worker_class:
+            served += ["--worker-class", args.worker_class]
         with gunicorn("hello:app", environment("hello", []), 2, 8, log, "bench",
                       served) as (hello, _), \
                 gunicorn("app:create_app()", environment("a", args.a), 2, 8, log,
