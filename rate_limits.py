@@ -165,9 +165,9 @@ class RateLimits:
                 refused = (self._hit_redis(checks) if self._hit_in_order is not None
                            else self._hit_limiter(self.store, checks))
                 counted = True
-            except Exception:  # the shared store is down: count in this process meanwhile
-                log.warning("rate limit store unreachable; counting in this process for %g s",
-                            STORE_RETRY_SECONDS)
+            except Exception as error:  # the store is down: count in this process meanwhile
+                log.warning("rate limit store unreachable (%s); counting in this process for "
+                            "%g s", type(error).__name__, STORE_RETRY_SECONDS)
                 self._store_down_until = time.monotonic() + STORE_RETRY_SECONDS
         if not counted:
             refused = self._hit_limiter(self.fallback, checks)
