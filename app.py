@@ -21,6 +21,7 @@ from error_handlers import register_error_handlers
 from exceptions import PayloadTooLarge
 from healthchecks_api import register_healthchecks_api
 from heartbeat_monitor import Monitor
+from heartbeat_partitions import create_heartbeat_partitions
 from incident_timers import check_due_incidents
 from ingest.fast_path import PingFastPath
 from ingest.replay import replay_spools
@@ -112,7 +113,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                         before_judging=[replay_spools, close_outage_gap],
                         after_judging=[check_due_incidents, record_alive, check_error_rate],
                         housekeeping=[prune_request_counts, prune_resolved_errors,
-                                      prune_old_heartbeats, refresh_occurrences]))
+                                      prune_old_heartbeats, refresh_occurrences,
+                                      create_heartbeat_partitions]))
     app.extensions[EXTENSION_KEY] = runtime
     app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)

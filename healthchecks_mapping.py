@@ -256,11 +256,12 @@ def ping_log(application: Application, view: View) -> list[dict[str, Any]]:
 
 def ping_body(application: Application, n: int) -> str:
     """The body of ping number `n`, if it is among the latest and has one."""
-    for index, (n_pings, heartbeat_id) in enumerate(
-            db.session.execute(_ping_log_query(application, Heartbeat.id))):
+    for index, (n_pings, heartbeat_id, received_at) in enumerate(db.session.execute(
+            _ping_log_query(application, Heartbeat.id, Heartbeat.received_at))):
         if n_pings - index == n:
-            body = db.session.execute(
-                select(Heartbeat.message).where(Heartbeat.id == heartbeat_id)).scalar()
+            # With its time, PostgreSQL looks in that day's partition only.
+            body = db.session.execute(select(Heartbeat.message).where(
+                Heartbeat.id == heartbeat_id, Heartbeat.received_at == received_at)).scalar()
             if body:
                 return body
             break

@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid as uuid_lib
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, text
+from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, false,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from database import UTCDateTime, db
@@ -93,7 +94,11 @@ class Heartbeat(db.Model):
         Index("ix_heartbeats_application_received", "application_id", "received_at", "id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # On PostgreSQL the table is partitioned by day of received_at (heartbeat_partitions.py,
+    # migration 0011): its keys there include received_at, the primary key (id, received_at)
+    # and the UUID's uniqueness (uuid, received_at); the id is a bigint (SQLite's rowid).
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
     # Assigned at ingest, before any write: makes a spool replay idempotent.
     uuid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False, default=new_uuid)
     application_id: Mapped[int] = mapped_column(

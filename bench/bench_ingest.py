@@ -1,8 +1,9 @@
 """Target 1 (and the scaling figure of target 6): ping throughput under gunicorn + PostgreSQL.
 
-The service and a hello-world Flask app are served by the same gunicorn settings; wrk drives
-both with 16 connections, alternating, and the ping throughput is reported as a ratio of the
-hello-world throughput measured in the same run. Pings go to 200 applications at random.
+The service and a hello-world Flask app are served by the same gunicorn settings, and
+hello-world also by plain sync workers; wrk drives them with 16 connections, alternating, and
+the ping throughput is reported as a ratio of the better hello-world throughput measured in
+the same run. Pings go to 200 applications at random.
 """
 from __future__ import annotations
 
@@ -105,18 +106,25 @@ def main() -> bool:
         uuid_file = application_uuid_file(database_url, scratch)
         environment = service_environment(database_url, scratch)
         log_path = scratch / "gunicorn.log"
+        # The baseline is the better of hello-world under the service's worker settings and
+        # under plain sync workers (which serve it faster on some machines).
         with gunicorn("hello:app", environment, 2, args.threads, log_path, pythonpath="bench",
                       extra_args=served) as (hello_port, _), \
+                gunicorn("hello:app", environment, 2, 1, log_path, pythonpath="bench",
+                         extra_args=served + ["--worker-class", "sync"]) as (sync_port, _), \
                 gunicorn("app:create_app()", environment, 2, args.threads, log_path,
                          extra_args=served) as (ping_port, _):
-            results = alternate({"hello": (hello_port, None),
+            results = alternate({"hello": (hello_port, None), "hello sync": (sync_port, None),
                                  "ping": (ping_port, uuid_file)}, args.rounds, args.seconds)
-        hello, ping = results["hello"], results["ping"]
+        hello = max(results["hello"], results["hello sync"],
+                    key=lambda runs: median([r["rps"] for r in runs]))
+        ping = results["ping"]
+        print(f"  hello-world, service's workers: {describe(results['hello'])}")
+        print(f"  hello-world, sync workers:      {describe(results['hello sync'])}")
         ratio = median([r["rps"] for r in ping]) / median([r["rps"] for r in hello])
         p99 = max(r["p99_ms"] for r in ping)
         errors = sum(r["errors"] for r in ping)
-        print(f"  hello-world: {describe(hello)}")
-        print(f"  ping:        {describe(ping)}")
+        print(f"  ping:        {describe(ping)} (against the better hello-world)")
         passed &= report("ingest throughput", f"ping/hello = {ratio:.2f} (target >= 0.50)",
                          ratio >= 0.5)
         passed &= report("ingest p99", f"{p99:.1f} ms (target < 50 ms)", p99 < 50)

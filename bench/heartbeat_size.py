@@ -34,10 +34,13 @@ def main() -> None:
             " '203.0.113.7', 'curl/8.5.0', timestamp '2030-01-01' + n * interval '5 ms'"
             " FROM generate_series(1, %s) AS n", (APPLICATIONS, count))
         cursor.execute("VACUUM ANALYZE heartbeats")
-        cursor.execute("SELECT pg_relation_size('heartbeats'),"
-                       " pg_total_relation_size('heartbeats')")
+        # Partitioned (migration 0011): the sizes are the partitions' and their indexes'.
+        cursor.execute("SELECT sum(pg_relation_size(relid))::bigint,"
+                       " sum(pg_total_relation_size(relid))::bigint"
+                       " FROM pg_partition_tree('heartbeats') WHERE isleaf")
         table, total = cursor.fetchone()
-        cursor.execute("SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)"
+        cursor.execute("SELECT indexrelid::regclass::text, (SELECT sum(pg_relation_size(relid))"
+                       " FROM pg_partition_tree(indexrelid) WHERE isleaf)::bigint"
                        " FROM pg_index WHERE indrelid = 'heartbeats'::regclass ORDER BY 1")
         indexes = cursor.fetchall()
     print(f"{count:,} heartbeats: table {table / count:.0f} B each, "

@@ -21,7 +21,10 @@ def main() -> int:
             ["bench_ingest.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
             ["bench_memory.py"] + (["--heartbeats", "50000"] if args.quick else []),
             ["heartbeat_size.py"] + (["--heartbeats", "100000"] if args.quick else []),
-            ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else [])]
+            ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else []),
+            ["bench_partitions.py"] + (["--day-heartbeats", "1000000", "--batches", "500",
+                                        "--rounds", "2", "--row-wise", "50000"]
+                                       if args.quick else [])]
     results: list[str] = []
     failed = False
     for script, *options in runs:

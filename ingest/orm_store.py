@@ -57,8 +57,11 @@ def _write(items: list[tuple[str, Signal]], replay: bool) -> list[Result]:
         .with_for_update()).scalars()}
     stored: set[str] = set()
     if replay:
+        # Their times too: on PostgreSQL only their days' partitions are looked in.
+        times = list({signal.received_at for _, signal in items})
         stored = set(db.session.execute(select(Heartbeat.uuid).where(
-            Heartbeat.uuid.in_([signal.uuid for _, signal in items]))).scalars())
+            Heartbeat.uuid.in_([signal.uuid for _, signal in items]),
+            Heartbeat.received_at.in_(times))).scalars())
     results: list[Result] = []
     rows: list[dict[str, Any]] = []
     for application_uuid, signal in items:

@@ -8,12 +8,14 @@ import uuid as uuid_lib
 
 import pytest
 from limits import parse
+from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
 
 from database import db
+from exceptions import RateLimited
 from models import Alert, Channel
-from rate_limits import STORE_TIMEOUT_SECONDS, SweptMemoryStorage
+from rate_limits import NAMESPACE, STORE_TIMEOUT_SECONDS, SweptMemoryStorage
 from tests.conftest import Client, make_key
 from tests.faults import ChaosProxy
 from tests.helpers import assert_envelope
@@ -120,6 +122,50 @@ def test_redis_storage_shares_the_count_between_processes(served_app):
                for server in (first, second, first)]
     assert answers == [200, 200, 200]
     assert_rate_limited(Client(second.url).get(f"/ping/{uuid}"))
+
+
+def test_redis_counts_a_heartbeats_two_limits_in_the_windows_limits_itself_keeps(served_app):
+    """One script counts both counters, under the keys and windows of limits' fixed windows:
+    a process counting with limits' own calls (an older release, during a rolling upgrade)
+    shares the counts exactly, and a refusal says how long its window has left."""
+    storage = "redis://127.0.0.1:6379/15"
+    app, live = served_app(PING_RATE_LIMIT="3/minute", PING_CLIENT_RATE_LIMIT="5/minute",
+                           RATE_LIMIT_STORAGE_URL=storage)
+    uuid = new_application(Client(live.url, make_key(app)))
+    client = f"192.0.2.{uuid_lib.uuid4().int % 250 + 1}"  # its own client counter this run
+    limits_itself = FixedWindowRateLimiter(storage_from_string(storage))
+    per_uuid, per_client = parse("3/minute"), parse("5/minute")
+    with app.test_client() as browser:
+        assert browser.get(f"/ping/{uuid}", environ_base={"REMOTE_ADDR": client}).status_code \
+            == 200
+    assert limits_itself.hit(per_uuid, NAMESPACE, "ping-uuid", f"{uuid}@{client}")
+    assert limits_itself.get_window_stats(per_client, NAMESPACE, "ping-client",
+                                          client).remaining == 4
+    with app.test_client() as browser:
+        answers = [browser.get(f"/ping/{uuid}", environ_base={"REMOTE_ADDR": client})
+                   for _ in range(2)]
+    assert [answer.status_code for answer in answers] == [200, 429]  # 3 counted per UUID
+    assert 1 <= int(answers[1].headers["Retry-After"]) <= 61
+    assert limits_itself.get_window_stats(per_client, NAMESPACE, "ping-client",
+                                          client).remaining == 2  # 3 pings over the wire
+
+
+def test_a_heartbeat_costs_one_round_trip_to_redis(make_app, monkeypatch):
+    app = make_app(PING_RATE_LIMIT="2/minute", RATE_LIMIT_STORAGE_URL="redis://127.0.0.1:6379/15")
+    rate_limits = app.extensions["hbmon"].rate_limits
+    connection = rate_limits._redis.get_connection()
+    sent = []
+    execute_command = connection.execute_command
+    monkeypatch.setattr(connection, "execute_command",
+                        lambda *args, **options: sent.append(args[0])
+                        or execute_command(*args, **options))
+    uuid, client = str(uuid_lib.uuid4()), "192.0.2.7"
+    rate_limits.check_heartbeat(uuid, client)  # may load the script first
+    sent.clear()
+    rate_limits.check_heartbeat(uuid, client)
+    with pytest.raises(RateLimited):
+        rate_limits.check_heartbeat(uuid, client)
+    assert sent == ["EVALSHA", "EVALSHA"]  # the refusal's Retry-After included
 
 
 def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down(served_app):
