@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from channels import channels_by_ids
 from database import db
@@ -93,6 +94,18 @@ def create_application(fields: dict[str, Any], now: dt.datetime) -> Application:
     db.session.add(application)
     db.session.commit()
     return application
+
+
+def create_for_slug_ping(fields: dict[str, Any], now: dt.datetime) -> Application:
+    """The application a slug ping with `?create=1` creates: with the defaults (a day's period,
+    an hour's grace, as Healthchecks creates it); the one a concurrent ping created, if that
+    ping won the race for the slug."""
+    try:
+        return create_application(fields, now)
+    except (Conflict, IntegrityError):
+        db.session.rollback()
+        return db.session.execute(
+            select(Application).where(Application.slug == fields["slug"])).scalar_one()
 
 
 def update_application(uuid: str, fields: dict[str, Any], now: dt.datetime) -> Application:

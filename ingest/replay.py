@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 def signal_from_record(record: dict[str, Any]) -> tuple[str, Signal]:
     """A spooled heartbeat (its view, received_at as text) back as a Signal."""
     fields = {name: record.get(name) for name in (
-        "kind", "exit_code", "duration_ms", "rid", "remote_addr", "user_agent", "uuid")}
+        "kind", "exit_code", "duration_ms", "rid", "method", "remote_addr", "user_agent",
+        "uuid")}
     signal = Signal(received_at=dt.datetime.fromisoformat(record["received_at"]),
                     message=record.get("message") or "", source=record.get("source") or "ping",
                     metadata_json=record.get("metadata"), **fields)
