@@ -232,3 +232,39 @@ def test_heartbeats_spooled_during_a_cut_replay_in_order(behind_proxy, tmp_path,
     assert kinds == ["ok", "fail", "ok"]
     assert [tuple(row) for row in incidents] == [("failed", moments[1], moments[2])]
     assert status == "up"
+
+
+@pytest.mark.slow
+def test_slug_pings_spooled_during_a_cut_replay_in_order(behind_proxy, tmp_path, clock):
+    """A slug ping takes the UUID ping's durable path: while the database is cut, a route the
+    process knows is spooled and answered, and replayed like any heartbeat; one it has never
+    looked up cannot be, and says so."""
+    app, live, proxy, api, uuid = behind_proxy(tmp_path / "spool")
+    assert api.patch(f"{live.url}/api/v1/applications/{uuid}",
+                     json={"slug": "job"}).status_code == 200
+    result = app.test_cli_runner().invoke(args=["ping-key", "create", "crontabs"])
+    key = result.output.strip().splitlines()[-1]
+    assert requests.get(f"{live.url}/ping/{key}/job/start", timeout=10).status_code == 200
+    proxy.cut()
+    moments = []
+    for signal in ("", "/fail", ""):
+        clock.advance(seconds=60)
+        moments.append(clock.now())
+        response = requests.post(f"{live.url}/ping/{key}/job{signal}", timeout=10)
+        assert response.status_code == 200 and response.text == "OK"
+    unknown = requests.get(f"{live.url}/ping/{key}/never-seen", timeout=10)
+    assert_envelope(unknown, 503, "DATABASE_UNAVAILABLE")
+    assert app.extensions["hbmon"].heartbeat_spool.depth_bytes() > 0
+    proxy.restore()
+    app.extensions["hbmon"].monitor.tick()
+    with app.app_context():
+        incidents = db.session.execute(select(Incident.reason, Incident.started_at,
+                                              Incident.resolved_at)).all()
+        stored = db.session.execute(select(Heartbeat.kind, Heartbeat.method)
+                                    .order_by(Heartbeat.received_at)).all()
+        status = db.session.execute(select(Application.status)).scalar_one()
+        db.session.remove()
+    assert [tuple(row) for row in stored] == [("start", "GET"), ("ok", "POST"),
+                                              ("fail", "POST"), ("ok", "POST")]
+    assert [tuple(row) for row in incidents] == [("failed", moments[1], moments[2])]
+    assert status == "up"
