@@ -13,7 +13,7 @@ import incidents
 import maintenance
 from auth import require_api_key
 from database import refuse_while_database_down
-from exceptions import SlugPingNotFound
+from exceptions import DatabaseUnavailable, SlugPingNotFound
 from ingest.signals import (
     PING_ANSWER,
     PING_BODY_LIMIT_HEADER,
@@ -28,6 +28,7 @@ from ingest.signals import (
     ping_message,
     received_signal,
 )
+from ingest.slug_routes import accept_slug_ping
 from runtime import current_runtime
 from schemas import (
     AcknowledgeInSchema,
@@ -90,7 +91,7 @@ def ping(uuid: str, signal: str | None = None) -> Response:
         return slug_ping(uuid, signal)
     application_uuid = parse_uuid(uuid)
     kind, exit_code = ping_kind(signal)
-    _accept_ping(application_uuid, kind, exit_code)
+    current_runtime().writer.accept(application_uuid, _ping_signal(kind, exit_code))
     return Response(PING_ANSWER, status=200, mimetype="text/plain")
 
 
@@ -98,27 +99,33 @@ def ping(uuid: str, signal: str | None = None) -> Response:
 def slug_ping(ping_key: str, slug: str, signal: str | None = None) -> Response:
     """A slug ping (§9) with a body or a query; `?create=1` creates a missing slug (201)."""
     kind, exit_code = ping_kind(signal)
-    now = _now()
-    route = current_runtime().slug_routes.resolve(ping_key, slug, now)
-    application_uuid = route.application_uuid
-    if application_uuid is None:
-        if route.ping_key_id is None or request.args.get("create") != "1":
-            raise SlugPingNotFound()
-        fields = ApplicationInSchema().load({"name": slug, "slug": slug})
-        application_uuid = applications.create_for_slug_ping(fields, now).uuid
-    _accept_ping(application_uuid, kind, exit_code)
-    if route.application_uuid is None:
-        return Response(PING_CREATED_ANSWER, status=201, mimetype="text/plain")
-    return Response(PING_ANSWER, status=200, mimetype="text/plain")
+    runtime, now = current_runtime(), _now()
+    if request.args.get("create") != "1":
+        route = runtime.slug_routes.route_to_application(ping_key, slug, now)
+        accept_slug_ping(runtime.writer, route, _ping_signal(kind, exit_code))
+        return Response(PING_ANSWER, status=200, mimetype="text/plain")
+    route = runtime.slug_routes.resolve(ping_key, slug, now)
+    if not route.looked_up:
+        raise DatabaseUnavailable(message="The database is unavailable: a slug cannot be "
+                                          "created until it is back.")
+    if route.ping_key_id is None:
+        raise SlugPingNotFound()
+    if route.application_uuid is not None:
+        runtime.writer.accept(route.application_uuid, _ping_signal(kind, exit_code))
+        return Response(PING_ANSWER, status=200, mimetype="text/plain")
+    fields = ApplicationInSchema().load({"name": slug, "slug": slug})
+    application = applications.create_for_slug_ping(fields, now)
+    runtime.writer.accept(application.uuid, _ping_signal(kind, exit_code))
+    return Response(PING_CREATED_ANSWER, status=201, mimetype="text/plain")
 
 
-def _accept_ping(application_uuid: str, kind: str, exit_code: int | None) -> None:
+def _ping_signal(kind: str, exit_code: int | None) -> Signal:
+    """The heartbeat a ping URL's request says: its signal, ?rid=, body and method."""
     rid = request.args.get("rid")
     if rid is not None:
         rid = parse_uuid(rid)
-    current_runtime().writer.accept(application_uuid, _client_signal(
-        kind, exit_code=exit_code, rid=rid, message=ping_message(read_body()),
-        method=request.method))
+    return _client_signal(kind, exit_code=exit_code, rid=rid, message=ping_message(read_body()),
+                          method=request.method)
 
 
 @api_bp.post("/applications/<uuid>/heartbeats")

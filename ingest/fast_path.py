@@ -5,8 +5,8 @@ matching, hooks, response objects) cost several times what storing the heartbeat
 process. A well-formed GET, HEAD or POST of `/ping/<uuid>[/<signal>]` without a body or query
 string is parsed, counted against its rate limits, handed to the writer and answered here,
 with the headers every response carries (request id, security headers) and counted in the same
-metrics. So is a slug ping, `/ping/<ping-key>/<slug>[/<signal>]`, once its application's UUID
-is known (ingest/slug_routes.py: remembered, or one indexed look-up). It goes through the same
+metrics. So is a slug ping, `/ping/<ping-key>/<slug>[/<signal>]`, once its application is
+known (ingest/slug_routes.py: remembered, or one indexed look-up). It goes through the same
 functions as the views in routes.py (parse_uuid, ping_kind, received_signal).
 
 Everything else is the view's: a body, a query string, a malformed UUID or signal. A ping
@@ -31,6 +31,7 @@ from ingest.signals import (
     read_ping_signal,
     received_signal,
 )
+from ingest.slug_routes import accept_slug_ping
 from monitoring.http_metrics import count_response
 from runtime import Runtime
 from security import API_HEADERS
@@ -73,12 +74,14 @@ class PingFastPath:
         try:
             runtime.rate_limits.check_heartbeat(ping.rate_limit_key, client)
             now = runtime.clock.now()
-            application_uuid = ping.application_uuid or runtime.slug_routes.application_uuid(
-                ping.ping_key, ping.slug, now)
-            runtime.writer.accept(application_uuid, received_signal(
-                ping.kind, received_at=now, remote_addr=client,
-                user_agent=environ.get("HTTP_USER_AGENT", ""), exit_code=ping.exit_code,
-                method=method))
+            signal = received_signal(ping.kind, received_at=now, remote_addr=client,
+                                     user_agent=environ.get("HTTP_USER_AGENT", ""),
+                                     exit_code=ping.exit_code, method=method)
+            if ping.application_uuid is not None:
+                runtime.writer.accept(ping.application_uuid, signal)
+            else:
+                accept_slug_ping(runtime.writer, runtime.slug_routes.route_to_application(
+                    ping.ping_key, ping.slug, now), signal)
         except Exception as error:  # AppErrors, and anything unexpected: answered as Flask would
             return self._refuse(environ, start_response, error)
         count_response(runtime, method, ping.rule,

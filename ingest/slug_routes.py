@@ -8,13 +8,14 @@ slug changes, an application is deleted or a ping key is revoked); the counter i
 once per CHECK_SECONDS, so such a change reaches every process within that time.
 
 While the database cannot be reached, routes already known keep working (their pings are
-spooled like any other); an unknown one cannot be looked up and is answered 503.
+spooled like any other); a ping of a route not known yet is spooled by its key (hashed) and
+slug, and replay finds its application (or drops it, as it drops an unknown UUID's).
 """
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from flask import Flask
 from sqlalchemy import text
@@ -22,14 +23,16 @@ from sqlalchemy.engine import Engine
 
 from auth import hash_key
 from database import db, is_connection_error
-from exceptions import DatabaseUnavailable, SlugPingNotFound
+from exceptions import SlugPingNotFound
+from ingest.signals import Signal
 from utils.circuit_breaker import Breaker
+
+if TYPE_CHECKING:  # the writer is handed in by its callers
+    from ingest.writer import HeartbeatWriter
 
 CHECK_SECONDS = 1.0
 # Past this many, a process forgets every route and learns them again.
 MAX_ROUTES = 100_000
-UNREACHABLE = ("The database is unavailable; this ping key and slug cannot be looked up until "
-               "it is back.")
 
 LOOK_UP = text(
     "SELECT k.id, a.uuid FROM ping_keys AS k LEFT JOIN applications AS a ON a.slug = :slug "
@@ -38,14 +41,15 @@ READ_VERSION = text("SELECT COALESCE(MAX(version), 0) FROM ping_route_version")
 
 
 class SlugRoute(NamedTuple):
-    """What a ping key and a slug name: the key's id if it is an active key, and the UUID of
-    the application with that slug, if any."""
+    """What a ping key (by its hash) and a slug name: the key's id if it is an active key, and
+    the UUID of the application with that slug, if any; unless the database could not be
+    asked (`looked_up` False)."""
 
-    ping_key_id: int | None
-    application_uuid: str | None
-
-
-UNKNOWN_KEY = SlugRoute(None, None)
+    key_hash: str
+    slug: str
+    ping_key_id: int | None = None
+    application_uuid: str | None = None
+    looked_up: bool = True
 
 
 class SlugRoutes:
@@ -61,7 +65,7 @@ class SlugRoutes:
         self._lock = threading.Lock()
 
     def resolve(self, key: str, slug: str, now: dt.datetime) -> SlugRoute:
-        """The route `key` and `slug` name; 503 while the database is away and it is unknown.
+        """The route `key` and `slug` name, remembered or looked up.
 
         Only routes to an application are remembered: a slug created a moment ago is found
         at its first ping, and a wrong key is looked up each time (rate limits bound that).
@@ -74,22 +78,22 @@ class SlugRoutes:
         route = self._routes.get(route_key)
         if route is not None:
             return route
-        if not reachable:
-            raise DatabaseUnavailable(message=UNREACHABLE)
-        route = self._look_up(*route_key)
+        route = self._look_up(*route_key) if reachable else None
+        if route is None:
+            return SlugRoute(*route_key, looked_up=False)
         if route.application_uuid is not None:
             if len(self._routes) >= MAX_ROUTES:
                 self._routes.clear()
             self._routes[route_key] = route
         return route
 
-    def application_uuid(self, key: str, slug: str, now: dt.datetime) -> str:
-        """The UUID of the application `key` and `slug` name; 404 alike for a wrong key and an
+    def route_to_application(self, key: str, slug: str, now: dt.datetime) -> SlugRoute:
+        """resolve(), refusing a route to no application: 404 alike for a wrong key and an
         unknown slug, so a key's guesser learns nothing about slugs."""
         route = self.resolve(key, slug, now)
-        if route.application_uuid is None:
+        if route.looked_up and route.application_uuid is None:
             raise SlugPingNotFound()
-        return route.application_uuid
+        return route
 
     def _forget_if_changed(self, now: dt.datetime) -> bool:
         """Read the route counter if it is due; forget every route if it moved. False when
@@ -114,15 +118,16 @@ class SlugRoutes:
             self._checked_at = now
         return True
 
-    def _look_up(self, key_hash: str, slug: str) -> SlugRoute:
+    def _look_up(self, key_hash: str, slug: str) -> SlugRoute | None:
+        """The route from the database; None when it cannot be reached."""
         try:
             rows = self._query(LOOK_UP, {"key_hash": key_hash, "slug": slug})
         except Exception as error:
             if not is_connection_error(error):
                 raise
             self.db_breaker.record_failure(error)
-            raise DatabaseUnavailable(message=UNREACHABLE) from error
-        return SlugRoute(rows[0][0], rows[0][1]) if rows else UNKNOWN_KEY
+            return None
+        return SlugRoute(key_hash, slug, *rows[0]) if rows else SlugRoute(key_hash, slug)
 
     def _query(self, statement, parameters) -> list:
         if self._engine is None:
@@ -130,3 +135,18 @@ class SlugRoutes:
                 self._engine = db.engine
         with self._engine.connect() as connection:
             return list(connection.execute(statement, parameters))
+
+
+def accept_slug_ping(writer: HeartbeatWriter, route: SlugRoute, signal: Signal) -> None:
+    """Hand a slug ping to the writer: for its application or, when the database could not be
+    asked which one that is, to the spool by its key (hashed) and slug."""
+    if route.looked_up:
+        writer.accept(route.application_uuid, signal)
+    else:
+        writer.spool_heartbeat(None, signal, ping_key_hash=route.key_hash, slug=route.slug)
+
+
+def spooled_route_uuid(key_hash: str, slug: str) -> str | None:
+    """For replay: the UUID of the application a spooled slug ping names, or None."""
+    rows = db.session.execute(LOOK_UP, {"key_hash": key_hash, "slug": slug}).all()
+    return rows[0][1] if rows else None
