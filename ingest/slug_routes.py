@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the writer is handed in by its callers
     from ingest.writer import HeartbeatWriter
 
 CHECK_SECONDS = 1.0
+CHECK_INTERVAL = dt.timedelta(seconds=CHECK_SECONDS)
 # Past this many, a process forgets every route and learns them again.
 MAX_ROUTES = 100_000
 
@@ -99,8 +100,7 @@ class SlugRoutes:
         """Read the route counter if it is due; forget every route if it moved. False when
         the database could not be reached."""
         checked_at = self._checked_at
-        if checked_at is not None and dt.timedelta(0) <= now - checked_at \
-                < dt.timedelta(seconds=CHECK_SECONDS):
+        if checked_at is not None and checked_at <= now < checked_at + CHECK_INTERVAL:
             return True
         with self._lock:  # one reader per process; the others go on with what is known
             if checked_at is not self._checked_at:

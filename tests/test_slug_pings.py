@@ -62,7 +62,10 @@ def test_slug_ping_acts_as_the_uuid_url_by_every_method_and_signal(api, anonymou
     assert api.get(f"/api/v1/applications/{backup['uuid']}").json()["status"] == "down"
 
 
-def test_slug_ping_with_create_makes_a_missing_slug_like_healthchecks(api, anonymous, ping_key):
+def test_slug_ping_with_create_makes_a_missing_slug_like_healthchecks(api, anonymous, ping_key,
+                                                                     sink):
+    channel = api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
+                                                 "url": sink.url}).json()
     created = anonymous.get(f"/ping/{ping_key}/new-job", params={"create": "1"})
     assert created.status_code == 201 and created.text == "Created"
     assert created.headers["Ping-Body-Limit"] == str(MAX_PING_MESSAGE_BYTES)
@@ -71,6 +74,7 @@ def test_slug_ping_with_create_makes_a_missing_slug_like_healthchecks(api, anony
                                               "status")} == {
         "name": "new-job", "slug": "new-job", "period_seconds": 86400, "grace_seconds": 3600,
         "status": "up"}
+    assert application["channels"] == [channel["id"]]  # every channel, as Healthchecks does
     again = anonymous.post(f"/ping/{ping_key}/new-job/start", params={"create": "1"})
     assert again.status_code == 200 and again.text == "OK"
     assert [h["kind"] for h in heartbeats(api, application["uuid"])] == ["ok", "start"]
