@@ -60,6 +60,7 @@ def fast_path_cost(database_url: str, paths: dict[str, str], rounds: int = 30,
     """Microseconds per call of the app's WSGI entry (the fast path) for each path, with the
     writer a no-op: best of `rounds`, the forms alternating."""
     from app import create_app
+    from database import db
 
     class NoWriter:
         def accept(self, application_uuid, signal) -> None:
@@ -69,7 +70,8 @@ def fast_path_cost(database_url: str, paths: dict[str, str], rounds: int = 30,
                       "LOG_LEVEL": "WARNING", "RATE_LIMIT_STORAGE_URL": "memory://",
                       "PING_RATE_LIMIT": "100000000/minute",
                       "PING_CLIENT_RATE_LIMIT": "100000000/minute"})
-    app.extensions["hbmon"].writer = NoWriter()
+    runtime = app.extensions["hbmon"]
+    writer, runtime.writer = runtime.writer, NoWriter()
 
     def start_response(status: str, headers) -> None:
         assert status.startswith("200"), status
@@ -85,7 +87,10 @@ def fast_path_cost(database_url: str, paths: dict[str, str], rounds: int = 30,
             for _ in range(calls):
                 app.wsgi_app(dict(environ), start_response)
             best[name] = min(best[name], (time.perf_counter() - started) / calls * 1e6)
-    app.extensions["hbmon"].shutdown()
+    runtime.writer = writer
+    runtime.shutdown()
+    with app.app_context():
+        db.engine.dispose()
     return best
 
 

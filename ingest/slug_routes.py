@@ -102,7 +102,10 @@ class SlugRoutes:
         checked_at = self._checked_at
         if checked_at is not None and checked_at <= now < checked_at + CHECK_INTERVAL:
             return True
-        with self._lock:  # one reader per process; the others go on with what is known
+        # One reader per process; the others go on with what is known meanwhile.
+        if not self._lock.acquire(blocking=False):
+            return True
+        try:
             if checked_at is not self._checked_at:
                 return True
             try:
@@ -116,7 +119,9 @@ class SlugRoutes:
                 self._routes.clear()
                 self._version = version
             self._checked_at = now
-        return True
+            return True
+        finally:
+            self._lock.release()
 
     def _look_up(self, key_hash: str, slug: str) -> SlugRoute | None:
         """The route from the database; None when it cannot be reached."""
