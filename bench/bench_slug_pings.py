@@ -114,12 +114,12 @@ def main() -> bool:
         log_path = scratch / "gunicorn.log"
         with gunicorn("app:create_app()", service_environment(database_url, scratch), 2, 8,
                       log_path, extra_args=["--keep-alive", "0"]) as (port, master):
-            workers = worker_pids(master.pid)
             for path in files.values():
                 run_wrk(port, 3, str(path))
             results: dict[str, list[dict[str, float]]] = {name: [] for name in files}
             for _ in range(args.rounds):
                 for name, path in files.items():
+                    workers = worker_pids(master.pid)  # as of now: gunicorn may replace one
                     before = cpu_seconds(workers)
                     run = run_wrk(port, args.seconds, str(path))
                     run["cpu_us"] = (cpu_seconds(workers) - before) / run["requests"] * 1e6
