@@ -2,12 +2,15 @@
 nothing; `manual_resume` and `methods` act on pings; every ping answer says `Ping-Body-Limit`."""
 from __future__ import annotations
 
+import uuid as uuid_lib
+
 import pytest
 
 from database import db
 from ingest.signals import MAX_PING_MESSAGE_BYTES
 from ingest.slug_routes import CHECK_SECONDS
 from models import Application
+from tests.conftest import Client, make_key
 from tests.helpers import assert_envelope
 
 
@@ -210,3 +213,20 @@ def test_slug_pings_stay_cheap_a_known_route_is_not_looked_up_again(app, anonymo
     with app.app_context():
         assert db.session.execute(db.select(Application.n_pings)).scalar_one() == 5
         db.session.remove()
+
+
+def test_slug_pings_are_limited_per_slug_by_both_paths(served_app):
+    app, live = served_app(PING_RATE_LIMIT="3/minute")
+    api, anonymous = Client(live.url, make_key(app)), Client(live.url)
+    for slug in ("limited", "other"):
+        assert api.post("/api/v1/applications", json={"name": slug, "slug": slug}
+                        ).status_code == 201
+    key = create_ping_key(app)
+    assert [anonymous.get(f"/ping/{key}/limited").status_code,  # the fast path
+            anonymous.post(f"/ping/{key}/limited", data="x").status_code,  # the view
+            anonymous.get(f"/ping/{key}/limited/log").status_code] == [200] * 3
+    for refused in (anonymous.get(f"/ping/{key}/limited/fail"),
+                    anonymous.post(f"/ping/{key}/limited", params={"rid": str(uuid_lib.uuid4())})):
+        assert_envelope(refused, 429, "RATE_LIMITED")
+        assert refused.headers["Ping-Body-Limit"] == str(MAX_PING_MESSAGE_BYTES)
+    assert anonymous.get(f"/ping/{key}/other").status_code == 200
