@@ -25,6 +25,7 @@ from heartbeat_partitions import create_heartbeat_partitions
 from incident_timers import check_due_incidents
 from ingest.fast_path import PingFastPath
 from ingest.replay import replay_spools
+from ingest.slug_routes import SlugRoutes
 from ingest.writer import HeartbeatWriter
 from maintenance import refresh_occurrences
 from monitoring.error_rate import RequestCounter, prune_request_counts
@@ -105,6 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                           keep_free_bytes=HEARTBEAT_RESERVE_BYTES),
         writer=HeartbeatWriter(app, heartbeat_spool, db_breaker, settings.INGEST_TIMEOUT_SECONDS,
                                settings.INGEST_BATCH_WINDOW_SECONDS),
+        slug_routes=SlugRoutes(app, db_breaker),
         request_counter=RequestCounter(app),
         rate_limits=init_rate_limits(app, settings),
         transports=transports,

@@ -7,8 +7,9 @@ import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from channels import channels_by_ids
+from channels import channels_by_ids, list_channels
 from database import db
 from dependencies import set_depends_on, wake_suppressed
 from exceptions import ApplicationNotFound, Conflict, ValidationFailed
@@ -93,6 +94,19 @@ def create_application(fields: dict[str, Any], now: dt.datetime) -> Application:
     db.session.add(application)
     db.session.commit()
     return application
+
+
+def create_for_slug_ping(fields: dict[str, Any], now: dt.datetime) -> Application:
+    """The application a slug ping with `?create=1` creates as Healthchecks does: a day's
+    period, an hour's grace (the defaults), every channel; the one a concurrent ping created,
+    if that ping won the race for the slug."""
+    fields = {**fields, "channels": [channel.id for channel in list_channels()]}
+    try:
+        return create_application(fields, now)
+    except (Conflict, IntegrityError):
+        db.session.rollback()
+        return db.session.execute(
+            select(Application).where(Application.slug == fields["slug"])).scalar_one()
 
 
 def update_application(uuid: str, fields: dict[str, Any], now: dt.datetime) -> Application:

@@ -49,6 +49,12 @@ class HeartbeatNotFound(NotFound):
         super().__init__(f"No application found with UUID: {uuid}")
 
 
+class SlugPingNotFound(NotFound):
+    """A slug ping URL naming nothing: the same answer for a wrong key and an unknown slug."""
+
+    code, message = "HEARTBEAT_NOT_FOUND", "No application for this ping key and slug"
+
+
 class ApplicationNotFound(NotFound):
     code, message = "APPLICATION_NOT_FOUND", "Application not found"
 

@@ -150,6 +150,16 @@ class PingKey(db.Model):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class PingRouteVersion(db.Model):
+    """One counter, raised by the database's triggers whenever a slug or a ping key changes
+    (migration 0012): slug ping routes a process remembers hold while it stands still."""
+
+    __tablename__ = "ping_route_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class ErrorLog(db.Model):
     """A server-side error; repeats of one fingerprint raise occurrence_count."""
 

@@ -76,7 +76,18 @@ BADGE = {"description": "The badge: SVG, or JSON for .json and .shields",
          "content": {"image/svg+xml": {"schema": {"type": "string"}},
                      "application/json": {"schema": {"type": "object"}}}}
 REDIRECT = {"description": "Redirect (to the dashboard or the sign-in page)"}
-PING_OK = _media("text/plain", "`OK`: the heartbeat was recorded")
+# Every ping answer says how much of a body is kept, as Healthchecks' do.
+PING_HEADERS = {"Ping-Body-Limit": {"description": "Bytes of a request body kept as the "
+                                                   "heartbeat's message",
+                                    "schema": {"type": "integer"}}}
+PING_OK = {**_media("text/plain", "`OK`: the heartbeat was recorded"), "headers": PING_HEADERS}
+PING_CREATED = {**_media("text/plain", "`Created`: the slug was missing and `?create=1` "
+                                       "created it (a day's period, an hour's grace); the "
+                                       "heartbeat was recorded"),
+                "headers": PING_HEADERS}
+SLUG_PING = ("A slug ping (`/ping/<ping-key>/<slug>[/<signal>]`) acts as the UUID URL does; "
+             "the key comes from `flask ping-key create`. `?create=1` creates a missing slug "
+             "(`201`). A wrong or revoked key and an unknown slug answer the same `404`.")
 
 HEALTHCHECKS_API = ("Healthchecks' management API, as its documentation describes it; the key "
                     "may also come as `api_key` in a POST's JSON body, whatever its "
@@ -135,9 +146,18 @@ OPERATIONS: list[Operation] = [
       for method in ("get", "post", "head")],
     *[Operation("/ping/<uuid>/<signal>", method,
                 "Report start, fail, log, or an exit status (0-255)", "heartbeats",
-                {200: PING_OK}, body="text/plain", errors=(400, 404, 422), needs_key=False,
+                {200: PING_OK, 201: PING_CREATED}, body="text/plain", errors=(400, 404, 422),
+                needs_key=False,
                 description="`signal` is `start`, `fail`, `log` or an exit status; "
-                            "`?rid=<uuid>` pairs a start with its end.")
+                            "`?rid=<uuid>` pairs a start with its end. When the first part "
+                            "is not a UUID, this is `/ping/<ping-key>/<slug>`: " + SLUG_PING)
+      for method in ("get", "post", "head")],
+    *[Operation("/ping/<ping_key>/<slug>/<signal>", method,
+                "Report start, fail, log, or an exit status (0-255) by slug", "heartbeats",
+                {200: PING_OK, 201: PING_CREATED}, body="text/plain", errors=(400, 404, 422),
+                needs_key=False,
+                description=SLUG_PING + " `signal` is `start`, `fail`, `log` or an exit status; "
+                                        "`?rid=<uuid>` pairs a start with its end.")
       for method in ("get", "post", "head")],
     Operation("/api/v1/applications/<uuid>/heartbeats", "post", "Send a heartbeat as JSON",
               "heartbeats", {202: _json(schemas.HeartbeatOutSchema, "Accepted")},

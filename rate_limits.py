@@ -38,10 +38,11 @@ from redis.retry import Retry
 from auth import key_prefix, presented_key
 from config import Settings
 from exceptions import RateLimited
+from ingest.signals import ping_rate_limit_key
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_ENDPOINTS = {"ping.ping", "api.create_heartbeat"}
+HEARTBEAT_ENDPOINTS = {"ping.ping", "ping.slug_ping", "api.create_heartbeat"}
 LOGIN_ENDPOINT = "dashboard.login_submit"
 STORE_RETRY_SECONDS = 5.0
 STORE_TIMEOUT_SECONDS = 0.08
@@ -145,7 +146,7 @@ class RateLimits:
         """Count the current request against the limits of its endpoint."""
         endpoint = request.endpoint
         if endpoint in HEARTBEAT_ENDPOINTS:
-            self.check_heartbeat((request.view_args or {}).get("uuid", ""), client_address())
+            self.check_heartbeat(ping_rate_limit_key(request.view_args or {}), client_address())
         elif is_management_api(request.blueprint):
             self.hit((self.api_per_key, "api", api_key_identity()))
         elif endpoint == LOGIN_ENDPOINT:

@@ -13,16 +13,22 @@ import incidents
 import maintenance
 from auth import require_api_key
 from database import refuse_while_database_down
+from exceptions import DatabaseUnavailable, SlugPingNotFound
 from ingest.signals import (
     PING_ANSWER,
+    PING_BODY_LIMIT_HEADER,
+    PING_CREATED_ANSWER,
     PING_METHODS,
     PING_RULE,
     PING_SIGNAL_RULE,
+    SLUG_PING_SIGNAL_RULE,
     Signal,
+    is_slug_ping,
     ping_kind,
     ping_message,
     received_signal,
 )
+from ingest.slug_routes import accept_slug_ping
 from runtime import current_runtime
 from schemas import (
     AcknowledgeInSchema,
@@ -71,18 +77,55 @@ def _client_signal(kind: str, **fields: Any) -> Signal:
 
 # --- Heartbeat API (§3): the UUID is the secret --------------------------------------------
 
+@ping_bp.after_request
+def _say_body_limit(response: Response) -> Response:
+    response.headers.setdefault(*PING_BODY_LIMIT_HEADER)
+    return response
+
+
 @ping_bp.route(PING_RULE, methods=PING_METHODS)
 @ping_bp.route(PING_SIGNAL_RULE, methods=PING_METHODS)
 def ping(uuid: str, signal: str | None = None) -> Response:
     """Pings with a body or a query, and malformed ones; ingest/fast_path.py takes the rest."""
+    if is_slug_ping(uuid, signal):  # /ping/<ping-key>/<slug>
+        return slug_ping(uuid, signal)
     application_uuid = parse_uuid(uuid)
     kind, exit_code = ping_kind(signal)
+    current_runtime().writer.accept(application_uuid, _ping_signal(kind, exit_code))
+    return Response(PING_ANSWER, status=200, mimetype="text/plain")
+
+
+@ping_bp.route(SLUG_PING_SIGNAL_RULE, methods=PING_METHODS)
+def slug_ping(ping_key: str, slug: str, signal: str | None = None) -> Response:
+    """A slug ping (§9) with a body or a query; `?create=1` creates a missing slug (201)."""
+    kind, exit_code = ping_kind(signal)
+    runtime, now = current_runtime(), _now()
+    if request.args.get("create") != "1":
+        route = runtime.slug_routes.route_to_application(ping_key, slug, now)
+        accept_slug_ping(runtime.writer, route, _ping_signal(kind, exit_code))
+        return Response(PING_ANSWER, status=200, mimetype="text/plain")
+    route = runtime.slug_routes.resolve(ping_key, slug, now)
+    if not route.looked_up:
+        raise DatabaseUnavailable(message="The database is unavailable: a slug cannot be "
+                                          "created until it is back.")
+    if route.ping_key_id is None:
+        raise SlugPingNotFound()
+    if route.application_uuid is not None:
+        runtime.writer.accept(route.application_uuid, _ping_signal(kind, exit_code))
+        return Response(PING_ANSWER, status=200, mimetype="text/plain")
+    fields = ApplicationInSchema().load({"name": slug, "slug": slug})
+    application = applications.create_for_slug_ping(fields, now)
+    runtime.writer.accept(application.uuid, _ping_signal(kind, exit_code))
+    return Response(PING_CREATED_ANSWER, status=201, mimetype="text/plain")
+
+
+def _ping_signal(kind: str, exit_code: int | None) -> Signal:
+    """The heartbeat a ping URL's request says: its signal, ?rid=, body and method."""
     rid = request.args.get("rid")
     if rid is not None:
         rid = parse_uuid(rid)
-    current_runtime().writer.accept(application_uuid, _client_signal(
-        kind, exit_code=exit_code, rid=rid, message=ping_message(read_body())))
-    return Response(PING_ANSWER, status=200, mimetype="text/plain")
+    return _client_signal(kind, exit_code=exit_code, rid=rid, message=ping_message(read_body()),
+                          method=request.method)
 
 
 @api_bp.post("/applications/<uuid>/heartbeats")

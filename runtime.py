@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the parts import this module to find each other at run time
     from background import Background
     from delivery import Deliverer
     from heartbeat_monitor import Monitor
+    from ingest.slug_routes import SlugRoutes
     from ingest.writer import HeartbeatWriter
     from monitoring.error_rate import RequestCounter
     from rate_limits import RateLimits
@@ -38,6 +39,7 @@ class Runtime:
     heartbeat_spool: Spool
     error_spool: Spool
     writer: HeartbeatWriter
+    slug_routes: SlugRoutes
     request_counter: RequestCounter
     rate_limits: RateLimits
     transports: Transports

@@ -32,6 +32,8 @@ class ApplicationState(Protocol):
     updated_at: dt.datetime
     min_duration_seconds: int | None
     max_duration_seconds: int | None
+    manual_resume: bool
+    methods: str
 
 
 @dataclasses.dataclass(slots=True)
@@ -55,12 +57,21 @@ def kind_for_exit_code(exit_code: int) -> str:
     return "ok" if exit_code == 0 else "fail"
 
 
+def stored_kind(application: ApplicationState, kind: str, method: str | None) -> str:
+    """The kind a heartbeat is stored as: "ign", kept but changing nothing, when the application
+    ignores it (Healthchecks' options: a paused application with `manual_resume` ignores every
+    heartbeat; one with `methods` "POST" ignores pings sent by another method)."""
+    if application.status == "paused" and application.manual_resume:
+        return "ign"
+    if application.methods == "POST" and method is not None and method != "POST":
+        return "ign"
+    return kind
 
 
 def apply_heartbeat(application: ApplicationState, heartbeat: HeartbeatFacts) -> Transition | None:
     """Update the application's status and deadlines for one heartbeat; return the transition."""
     now, kind = heartbeat.received_at, heartbeat.kind
-    if kind == "log":
+    if kind in ("log", "ign"):
         return None
     previous, previous_check = application.status, application.next_check_at
     application.last_heartbeat_at = now

@@ -19,6 +19,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = [["bench_wrappers.py"], ["bench_detection.py"], ["bench_drain.py"],
             ["bench_ingest.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
+            ["bench_slug_pings.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
             ["bench_memory.py"] + (["--heartbeats", "50000"] if args.quick else []),
             ["heartbeat_size.py"] + (["--heartbeats", "100000"] if args.quick else []),
             ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else []),

@@ -16,7 +16,7 @@ from exceptions import HeartbeatNotFound
 from incidents import apply_transition
 from ingest.signals import Signal, heartbeat_view
 from models import HEARTBEAT_COLUMNS, Application, Heartbeat
-from status_rules import HeartbeatFacts, apply_heartbeat
+from status_rules import HeartbeatFacts, apply_heartbeat, stored_kind
 
 Result = dict[str, Any] | HeartbeatNotFound
 
@@ -72,7 +72,8 @@ def _write(items: list[tuple[str, Signal]], replay: bool) -> list[Result]:
         if signal.uuid in stored:
             results.append(heartbeat_view(application_uuid, signal))
             continue
-        facts = HeartbeatFacts(signal.kind, signal.received_at, signal.rid, signal.duration_ms)
+        kind = stored_kind(application, signal.kind, signal.method)
+        facts = HeartbeatFacts(kind, signal.received_at, signal.rid, signal.duration_ms)
         stale = replay and application.last_heartbeat_at is not None \
             and signal.received_at < application.last_heartbeat_at
         if not stale:
@@ -80,7 +81,7 @@ def _write(items: list[tuple[str, Signal]], replay: bool) -> list[Result]:
             if transition is not None:
                 apply_transition(application, transition, signal.received_at)
         stored.add(signal.uuid)
-        view = heartbeat_view(application_uuid, signal, facts.duration_ms)
+        view = heartbeat_view(application_uuid, signal, facts.duration_ms, kind)
         rows.append(heartbeat_row(view, application.id))
         results.append(view)
     if rows:

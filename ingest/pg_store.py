@@ -46,13 +46,13 @@ from ingest.signals import Signal, heartbeat_view
 from models import HEARTBEAT_COLUMNS as HEARTBEAT_COLUMN_NAMES
 from models import Heartbeat
 from schedule import next_deadline
-from status_rules import HeartbeatFacts, apply_heartbeat
+from status_rules import HeartbeatFacts, apply_heartbeat, stored_kind
 
 # What apply_heartbeat reads; what it only writes needs no reading.
 STATE_COLUMNS = ("id", "uuid", "status", "period_seconds", "cron", "timezone", "grace_seconds",
                  "failure_threshold", "consecutive_failures", "last_start_at", "last_start_rid",
                  "next_deadline_at", "next_check_at", "min_duration_seconds",
-                 "max_duration_seconds")
+                 "max_duration_seconds", "manual_resume", "methods")
 WRITTEN_ONLY = ("last_heartbeat_at", "updated_at")
 # What apply_heartbeat may change, and the column types.
 CHANGED_COLUMNS = (("status", "varchar"), ("consecutive_failures", "integer"),
@@ -103,19 +103,22 @@ INSERT_HEARTBEATS = Statement(
 # when it is not down and no run is in progress (so no incident resolves and no duration is
 # measured): up, no failures, the next deadline (computed here for a cron schedule, from the
 # row's period otherwise) and next_check_at by check_after_heartbeat's rule: the deadline, or
-# the current check if that is earlier but in the second half of the wait.
+# the current check if that is earlier but in the second half of the wait. An application that
+# would ignore a ping (status_rules.stored_kind: paused with manual_resume, or "POST" only and
+# a ping of the batch sent otherwise) does not match.
 _OK_DEADLINE = ("COALESCE(w.cron_deadline, w.received_at "
                 "+ COALESCE(NULLIF(a.period_seconds, 0), 86400) * interval '1 second')")
 WRITE_OK_PINGS = Statement(
     "hbmon_write_ok_pings", ["json", "json", "varchar[]"],
     "WITH latest AS ("
     " SELECT * FROM json_to_recordset({1}) AS w(uuid varchar, cron varchar, timezone varchar,"
-    " received_at timestamp, cron_deadline timestamp)),"
+    " received_at timestamp, cron_deadline timestamp, all_post boolean)),"
     " matched AS ("
     " SELECT a.id, a.uuid, w.received_at, a.next_check_at AS check_at,"
     f" {_OK_DEADLINE} AS deadline FROM applications AS a JOIN latest AS w ON a.uuid = w.uuid"
     " WHERE a.uuid = ANY({2}) AND a.status <> 'down' AND a.last_start_at IS NULL"
     " AND a.cron IS NOT DISTINCT FROM w.cron AND (w.cron IS NULL OR a.timezone = w.timezone)"
+    " AND NOT (a.status = 'paused' AND a.manual_resume) AND (a.methods <> 'POST' OR w.all_post)"
     " ORDER BY a.id FOR UPDATE OF a),"
     " verdict AS (SELECT count(*) = cardinality({2}) AS all_matched FROM matched),"
     " updated AS ("
@@ -201,12 +204,15 @@ class PostgresHeartbeatStore:
         """The batch in one statement if it is plain pings of applications known to allow it;
         None, with nothing written, otherwise."""
         latest: dict[str, Signal] = {}
+        all_post: dict[str, bool] = {}
         for application_uuid, signal in items:
             # A duration given with the heartbeat may be too short (status_rules).
             if signal.kind != "ok" or signal.duration_ms is not None \
                     or application_uuid not in self._schedules:
                 return None
             latest[application_uuid] = signal
+            all_post[application_uuid] = all_post.get(application_uuid, True) \
+                and signal.method in (None, "POST")
         applications = []
         for application_uuid, signal in latest.items():
             cron, timezone = self._schedules[application_uuid]
@@ -214,7 +220,8 @@ class PostgresHeartbeatStore:
                 "uuid": application_uuid, "cron": cron, "timezone": timezone,
                 "received_at": utc_text(signal.received_at),
                 "cron_deadline": utc_text(next_deadline(None, cron, timezone,
-                                                        signal.received_at)) if cron else None})
+                                                        signal.received_at)) if cron else None,
+                "all_post": all_post[application_uuid]})
         views = [heartbeat_view(application_uuid, signal) for application_uuid, signal in items]
         with self._cursor() as cursor:
             cursor.execute(self._statement_sql(WRITE_OK_PINGS),
@@ -240,14 +247,14 @@ class PostgresHeartbeatStore:
                 if application is None:
                     results.append(HeartbeatNotFound(application_uuid))
                     continue
-                facts = HeartbeatFacts(signal.kind, signal.received_at, signal.rid,
-                                       signal.duration_ms)
+                kind = stored_kind(application, signal.kind, signal.method)
+                facts = HeartbeatFacts(kind, signal.received_at, signal.rid, signal.duration_ms)
                 if apply_heartbeat(application, facts) is not None:
                     cursor.execute("ROLLBACK")
                     return None
-                if signal.kind != "log":
+                if kind not in ("log", "ign"):
                     changed[application.id] = application
-                view = heartbeat_view(application_uuid, signal, facts.duration_ms)
+                view = heartbeat_view(application_uuid, signal, facts.duration_ms, kind)
                 heartbeats.append({**_row(view), "application_id": application.id})
                 results.append(view)
             sql, parameters = [], []

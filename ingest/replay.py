@@ -13,6 +13,7 @@ from database import is_connection_error
 from exceptions import HeartbeatNotFound
 from ingest.orm_store import write_heartbeats
 from ingest.signals import Signal
+from ingest.slug_routes import spooled_route_uuid
 from monitoring.error_tracking import replay_error_records
 from runtime import current_runtime
 from spool import Spool
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 def signal_from_record(record: dict[str, Any]) -> tuple[str, Signal]:
     """A spooled heartbeat (its view, received_at as text) back as a Signal."""
     fields = {name: record.get(name) for name in (
-        "kind", "exit_code", "duration_ms", "rid", "remote_addr", "user_agent", "uuid")}
+        "kind", "exit_code", "duration_ms", "rid", "method", "remote_addr", "user_agent",
+        "uuid")}
     signal = Signal(received_at=dt.datetime.fromisoformat(record["received_at"]),
                     message=record.get("message") or "", source=record.get("source") or "ping",
                     metadata_json=record.get("metadata"), **fields)
@@ -55,7 +57,15 @@ def replay_heartbeats(spool: Spool) -> int:
 
 
 def _store_records(records: list[dict[str, Any]]) -> None:
-    items = [signal_from_record(record) for record in records]
+    items = []
+    for record in records:
+        application_uuid, signal = signal_from_record(record)
+        if application_uuid is None:  # a slug ping whose route was not known when spooled
+            application_uuid = spooled_route_uuid(record["ping_key_hash"], record["slug"])
+            if application_uuid is None:
+                log.info("dropped a spooled slug ping for an unknown ping key or slug")
+                continue
+        items.append((application_uuid, signal))
     for (application_uuid, _), result in zip(items, write_heartbeats(items, replay=True)):
         if isinstance(result, HeartbeatNotFound):
             log.info("dropped a spooled heartbeat for unknown application %s", application_uuid)

@@ -11,12 +11,20 @@ from typing import Any
 
 from exceptions import NotFound, ValidationFailed
 from models import new_uuid
+from utils.request_input import canonical_uuid
 
 PING_RULE, PING_SIGNAL_RULE = "/ping/<uuid>", "/ping/<uuid>/<signal>"
+# /ping/<ping-key>/<slug> has the shape of PING_SIGNAL_RULE: a first part that is no UUID
+# makes it a slug ping.
+SLUG_PING_RULE = "/ping/<ping_key>/<slug>"
+SLUG_PING_SIGNAL_RULE = "/ping/<ping_key>/<slug>/<signal>"
 PING_METHODS = ["GET", "POST", "HEAD"]
 PING_ANSWER = "OK"
+PING_CREATED_ANSWER = "Created"
 PING_SIGNALS = {"start": "start", "fail": "fail", "log": "log"}
 MAX_PING_MESSAGE_BYTES = 100 * 1024
+# Every ping answer says how much of a body is kept, as Healthchecks' do.
+PING_BODY_LIMIT_HEADER = ("Ping-Body-Limit", str(MAX_PING_MESSAGE_BYTES))
 MAX_USER_AGENT_CHARS = 300
 
 
@@ -32,24 +40,41 @@ class Signal:
     metadata_json: dict[str, Any] | None = None
     rid: str | None = None
     source: str = "ping"
+    method: str | None = None  # of a ping's HTTP request
     remote_addr: str | None = None
     user_agent: str | None = None
     uuid: str = dataclasses.field(default_factory=new_uuid)
 
 
-def heartbeat_view(application_uuid: str, heartbeat: Any,
-                   duration_ms: int | None = None) -> dict[str, Any]:
+def heartbeat_view(application_uuid: str, heartbeat: Any, duration_ms: int | None = None,
+                   kind: str | None = None) -> dict[str, Any]:
     """A heartbeat (a Signal or a stored row) as the API shows it and the spool keeps it.
 
-    `duration_ms` gives a run's duration measured while it was stored, when there is one.
+    `duration_ms` gives a run's duration measured while it was stored, when there is one;
+    `kind` the kind it was stored as, when that is not the kind received ("ign").
     """
     return {"uuid": heartbeat.uuid, "application_uuid": application_uuid,
-            "kind": heartbeat.kind, "exit_code": heartbeat.exit_code,
+            "kind": kind or heartbeat.kind, "exit_code": heartbeat.exit_code,
             "message": heartbeat.message,
             "duration_ms": duration_ms if duration_ms is not None else heartbeat.duration_ms,
             "metadata": heartbeat.metadata_json, "rid": heartbeat.rid,
-            "source": heartbeat.source, "received_at": heartbeat.received_at,
+            "source": heartbeat.source, "method": heartbeat.method,
+            "received_at": heartbeat.received_at,
             "remote_addr": heartbeat.remote_addr, "user_agent": heartbeat.user_agent}
+
+
+def is_slug_ping(first: str, second: str | None) -> bool:
+    """True when `/ping/<first>/<second>` is a slug ping: its first part is no UUID."""
+    return second is not None and canonical_uuid(first) is None
+
+
+def ping_rate_limit_key(view_args: dict[str, str]) -> str:
+    """What a ping's per-application rate limit counts by: its UUID as written or, for a slug
+    ping, its slug (never its ping key: a secret)."""
+    if "slug" in view_args:
+        return f"slug:{view_args['slug']}"
+    first, second = view_args.get("uuid", ""), view_args.get("signal")
+    return f"slug:{second}" if is_slug_ping(first, second) else first
 
 
 def kind_for_exit_code(exit_code: int) -> str:

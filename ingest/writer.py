@@ -109,9 +109,12 @@ class HeartbeatWriter:
             if pending is not None:
                 pending.done.set()
 
-    def spool_heartbeat(self, application_uuid: str, signal: Signal) -> dict[str, Any]:
+    def spool_heartbeat(self, application_uuid: str | None, signal: Signal,
+                        **route: str) -> dict[str, Any]:
+        """Append the heartbeat to the spool; `route` names a slug ping's application instead
+        of its UUID (ingest/slug_routes.py), to be resolved on replay."""
         view = heartbeat_view(application_uuid, signal)
-        record = {**view, "received_at": signal.received_at.isoformat()}
+        record = {**view, "received_at": signal.received_at.isoformat(), **route}
         try:
             self.spool.append(record)
         except SpoolFull:

@@ -232,3 +232,47 @@ def test_heartbeats_spooled_during_a_cut_replay_in_order(behind_proxy, tmp_path,
     assert kinds == ["ok", "fail", "ok"]
     assert [tuple(row) for row in incidents] == [("failed", moments[1], moments[2])]
     assert status == "up"
+
+
+@pytest.mark.slow
+def test_slug_pings_spooled_during_a_cut_replay_in_order(behind_proxy, tmp_path, clock):
+    """A slug ping takes the UUID ping's durable path: while the database is cut, it is spooled
+    and answered, whether the process knew its route or not, and replayed like any heartbeat;
+    one naming no application is dropped on replay, as an unknown UUID's is."""
+    app, live, proxy, api, uuid = behind_proxy(tmp_path / "spool")
+    assert api.patch(f"{live.url}/api/v1/applications/{uuid}",
+                     json={"slug": "job"}).status_code == 200
+    other = api.post(f"{live.url}/api/v1/applications",
+                     json={"name": "other", "slug": "other", "period_seconds": 3600}).json()
+    result = app.test_cli_runner().invoke(args=["ping-key", "create", "crontabs"])
+    key = result.output.strip().splitlines()[-1]
+    assert requests.get(f"{live.url}/ping/{key}/job/start", timeout=10).status_code == 200
+    proxy.cut()
+    moments = []
+    for signal in ("", "/fail", ""):
+        clock.advance(seconds=60)
+        moments.append(clock.now())
+        response = requests.post(f"{live.url}/ping/{key}/job{signal}", timeout=10)
+        assert response.status_code == 200 and response.text == "OK"
+    for path in (f"{key}/other/log", f"{key}/missing", f"{key}x/other"):  # never looked up
+        response = requests.post(f"{live.url}/ping/{path}", data=path, timeout=10)
+        assert response.status_code == 200 and response.text == "OK"
+    assert_envelope(requests.get(f"{live.url}/ping/{key}/new", params={"create": "1"},
+                                 timeout=10), 503, "DATABASE_UNAVAILABLE")
+    assert app.extensions["hbmon"].heartbeat_spool.depth_bytes() > 0
+    proxy.restore()
+    app.extensions["hbmon"].monitor.tick()
+    with app.app_context():
+        incidents = db.session.execute(select(Incident.reason, Incident.started_at,
+                                              Incident.resolved_at)).all()
+        stored = db.session.execute(select(Application.uuid, Heartbeat.kind, Heartbeat.method,
+                                           Heartbeat.message).join(Heartbeat.application)
+                                    .order_by(Heartbeat.received_at, Heartbeat.id)).all()
+        status = db.session.execute(select(Application.status)
+                                    .where(Application.uuid == uuid)).scalar_one()
+        db.session.remove()
+    assert [tuple(row) for row in stored] == [
+        (uuid, "start", "GET", ""), (uuid, "ok", "POST", ""), (uuid, "fail", "POST", ""),
+        (uuid, "ok", "POST", ""), (other["uuid"], "log", "POST", f"{key}/other/log")]
+    assert [tuple(row) for row in incidents] == [("failed", moments[1], moments[2])]
+    assert status == "up"
