@@ -31,7 +31,13 @@ from monitoring import metrics
 from monitoring.error_tracking import record_error
 from outbox import expire_alerts
 from transports import CHANNEL_KINDS, Destination, Transports, transient
-from utils.circuit_breaker import STATE_CLOSED, STATE_OPEN, Breaker, BreakerRegistry
+from utils.circuit_breaker import (
+    STATE_CLOSED,
+    STATE_HALF_OPEN,
+    STATE_OPEN,
+    Breaker,
+    BreakerRegistry,
+)
 from utils.clock import Clock
 from utils.retry import backoff_seconds
 
@@ -42,6 +48,14 @@ SLOT_BATCH = 16  # alerts of one channel a delivery slot sends in turn before it
 # A slot has one batch sending and one claimed, waiting to start the moment the slot comes free
 # (no wait for the next claim); the per-channel limit counts both.
 BATCHES_PER_SLOT = 2
+
+
+def breaker_name(channel_id: int) -> str:
+    return f"channel:{channel_id}"
+
+
+def channel_of_breaker(breaker_name: str) -> int:
+    return int(breaker_name.removeprefix("channel:"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +109,7 @@ class Deliverer:
         self._pass_wanted = threading.Event()  # a slot came free, or wake() was called
 
     def breaker_for(self, channel_id: int) -> Breaker:
-        return self.breakers.get(f"channel:{channel_id}")
+        return self.breakers.get(breaker_name(channel_id))
 
     def dispatch_due(self) -> int:
         """One pass: write outcomes left over, expire (at most once a second), claim what has a
@@ -125,17 +139,26 @@ class Deliverer:
         kinds = [kind for kind, slots_free in free.items() if slots_free > 0]
         if not kinds:
             return []
+        due = (select(Alert.id, Alert.channel_id, Channel.kind)
+               .join(Channel, Channel.id == Alert.channel_id)
+               .where(Alert.state == "pending", Alert.next_attempt_at <= now,
+                      Alert.expires_at > now,
+                      or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
+                      Channel.kind.in_(kinds))
+               .order_by(Alert.next_attempt_at, Alert.id))
+        # A channel whose breaker is not closed is left out of the claim (SPEC §6.4a: while
+        # it is open only its probe goes), so a long queue for a failing destination cannot
+        # fill the claim and hold up healthy channels; a half-open one gets its probe below.
+        held_back = {channel_of_breaker(name): breaker
+                     for name, breaker in self.breakers.not_closed().items()}
+        query = due.where(Alert.channel_id.notin_(list(held_back))) if held_back else due
         rows = db.session.execute(
-            select(Alert.id, Alert.channel_id, Channel.kind)
-            .join(Channel, Channel.id == Alert.channel_id)
-            .where(Alert.state == "pending", Alert.next_attempt_at <= now,
-                   Alert.expires_at > now,
-                   or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
-                   Channel.kind.in_(kinds))
-            .order_by(Alert.next_attempt_at, Alert.id)
             # Enough rows to fill a batch even when the queue interleaves many channels.
-            .limit(self.per_kind * len(kinds) * SLOT_BATCH)
+            query.limit(self.per_kind * len(kinds) * SLOT_BATCH)
             .with_for_update(skip_locked=True, of=Alert)).all()
+        for held_id, breaker in held_back.items():
+            if breaker.state == STATE_HALF_OPEN and not breaker.probing:
+                rows += db.session.execute(self._probe_query(held_id, now)).all()
         new_slots: dict[int, list[list[int]]] = collections.defaultdict(list)
         breaker_states: dict[int, str] = {}
         for alert_id, channel_id, kind in rows:
@@ -182,6 +205,18 @@ class Deliverer:
                 self._slots[id(batch)] = (batch.destination.id, batch.destination.kind)
         return batches
 
+    @staticmethod
+    def _probe_query(channel_id: int, now: dt.datetime):
+        """The channel's oldest waiting alert, due or not: the probe is the channel's, once
+        per recovery period, even while every alert waits out a long Retry-After."""
+        return (select(Alert.id, Alert.channel_id, Channel.kind)
+                .join(Channel, Channel.id == Alert.channel_id)
+                .where(Alert.channel_id == channel_id, Alert.state == "pending",
+                       Alert.expires_at > now,
+                       or_(Alert.claimed_until.is_(None), Alert.claimed_until < now))
+                .order_by(Alert.next_attempt_at, Alert.id).limit(1)
+                .with_for_update(skip_locked=True, of=Alert))
+
     def _run_batch(self, batch: Batch) -> None:
         pending = collections.deque(batch.alerts)
         release: dict[str, Any] = {}  # what an alert left unsent gets
@@ -194,11 +229,14 @@ class Deliverer:
                     wait = max(breaker.open_remaining, 1.0)
                     release = {"next_attempt_at": self.clock.now() + dt.timedelta(seconds=wait)}
                     break
+                probe = breaker.state != STATE_CLOSED
                 outcome = self._send(batch.destination, pending[0], batch.lease, breaker)
                 pending.popleft()
                 if not self.outcomes.record([outcome]) \
                         or outcome.values.get("state") != "delivered":
                     break
+                if probe:
+                    self._make_waiting_alerts_due(batch.destination.id)
         except Exception as error:  # the slot must survive anything
             log.warning("alert delivery failed: %s", type(error).__name__)
             with self.app.app_context():
@@ -211,6 +249,15 @@ class Deliverer:
                 del self._slots[id(batch)]
                 self._lock.notify_all()
             self._pass_wanted.set()
+
+    def _make_waiting_alerts_due(self, channel_id: int) -> None:
+        """The channel's probe got through: every alert waiting for it is due now (§6.4a)."""
+        now = self.clock.now()
+        with self.app.app_context():
+            db.session.execute(update(Alert).where(
+                Alert.channel_id == channel_id, Alert.state == "pending",
+                Alert.next_attempt_at > now).values(next_attempt_at=now))
+            db.session.commit()
 
     def _send(self, destination: Destination, alert: ClaimedAlert, lease: dt.datetime,
               breaker: Breaker) -> Outcome:
@@ -240,7 +287,8 @@ class Deliverer:
         elif now >= alert.expires_at:
             values = {"state": "dead", "last_error": attempt.error}
         else:
-            delay = backoff_seconds(attempts, attempt.retry_after_seconds)
+            delay = backoff_seconds(attempts, attempt.retry_after_seconds,
+                                    cap_seconds=self.settings.BREAKER_RECOVERY_SECONDS)
             values = {"last_error": attempt.error,
                       "next_attempt_at": now + dt.timedelta(seconds=delay)}
         return Outcome(alert.id, lease, {**values, "attempt_count": attempts}, attempt_row)

@@ -121,7 +121,12 @@ def test_email_alert_reaches_a_real_smtp_server(make_app, serve, smtp_sink):
     assert app["uuid"] in content
 
 
-def test_429_retry_after_is_honored(api, anonymous, sink, runtime, clock):
+def test_429_retry_after_is_honored_up_to_the_breaker_recovery_time(
+        make_app, serve, sink, clock):
+    application = make_app(BREAKER_RECOVERY_SECONDS=300)
+    live = serve(application)
+    api, anonymous = Client(live.url, make_key(application)), Client(live.url)
+    runtime = application.extensions["hbmon"]
     sink.then({"status": 429, "headers": {"Retry-After": "120"}})
     channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
     app = watched_application(api, anonymous, [channel["id"]])
@@ -141,6 +146,14 @@ def test_429_retry_after_is_honored(api, anonymous, sink, runtime, clock):
     detail = api.get(f"/api/v1/alerts/{pending[0]['id']}").json()
     assert [(a["outcome"], a["http_status"]) for a in detail["attempts"]] == [
         ("transient_error", 429), ("delivered", 200)]
+
+    # A longer Retry-After is honoured up to the recovery time (SPEC §6.4a), not beyond.
+    sink.then({"status": 429, "headers": {"Retry-After": "3600"}})
+    second = watched_application(api, anonymous, [channel["id"]], name="second")
+    anonymous.get(f"/ping/{second['uuid']}/fail")
+    runtime.deliverer.drain()
+    [waiting] = alerts(api, "pending")
+    assert waiting["next_attempt_at"] == "2030-01-01T00:07:01Z"  # 300 s, not 3600
 
 
 def test_5xx_is_retried_with_backoff_until_delivered_once(api, anonymous, sink, runtime, clock):
