@@ -5,9 +5,11 @@ slot of a per-kind bulkhead, a batch of one channel's alerts, which the slot sen
 through the channel's transport (transports.py) and circuit breaker, recording every attempt
 (delivery_outcomes.py) before its next send. A transient failure re-queues the alert with
 jittered backoff (honoring Retry-After); a permanent one marks it `failed`; an alert older than
-ALERT_MAX_AGE_SECONDS becomes `dead`. A crash between sending and recording lets the lease
-expire, so the alert is sent again: receivers deduplicate by the `Idempotency-Key` header (the
-alert's UUID).
+ALERT_MAX_AGE_SECONDS becomes `dead`. A process that dies between sending and recording stops
+renewing its liveness (delivery_liveness.py), so within 15 s another process claims the alert
+and sends it again: receivers deduplicate by the `Idempotency-Key` header (the alert's UUID).
+A channel whose breaker is open is left out of the claim; its probe goes once per recovery
+period, and its success makes every alert waiting for the channel due at once (SPEC §6.4a).
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from config import Settings
 from database import db
+from delivery_liveness import Liveness, claim_is_free
 from delivery_outcomes import Outcome, OutcomeWriter
 from models import Alert, Channel
 from monitoring import metrics
@@ -104,6 +107,7 @@ class Deliverer:
         # again meanwhile, even when its lease has run out (a stalled send, a test clock jump).
         self._claimed: set[int] = set()
         self.outcomes = OutcomeWriter(app, self._release)
+        self.liveness = Liveness()
         self._stopping = False
         self._expired_at: dt.datetime | None = None
         self._pass_wanted = threading.Event()  # a slot came free, or wake() was called
@@ -117,6 +121,7 @@ class Deliverer:
         self.outcomes.flush()
         now = self.clock.now()
         with self.app.app_context():
+            self.liveness.renew(now)  # before claiming: no claim of ours looks abandoned
             # Expiring scans every pending alert. The claim skips expired alerts itself, so
             # marking them dead may wait a second.
             last = self._expired_at
@@ -143,8 +148,7 @@ class Deliverer:
                .join(Channel, Channel.id == Alert.channel_id)
                .where(Alert.state == "pending", Alert.next_attempt_at <= now,
                       Alert.expires_at > now,
-                      or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
-                      Channel.kind.in_(kinds))
+                      claim_is_free(now), Channel.kind.in_(kinds))
                .order_by(Alert.next_attempt_at, Alert.id))
         # A channel whose breaker is not closed is left out of the claim (SPEC §6.4a: while
         # it is open only its probe goes), so a long queue for a failing destination cannot
@@ -186,7 +190,8 @@ class Deliverer:
             db.session.rollback()
             return []
         lease = now + self.lease
-        db.session.execute(update(Alert).where(Alert.id.in_(chosen)).values(claimed_until=lease))
+        db.session.execute(update(Alert).where(Alert.id.in_(chosen)).values(
+            claimed_until=lease, claimed_by=self.liveness.process_id))
         details = db.session.execute(
             select(Alert.id, Alert.uuid, Alert.payload, Alert.attempt_count, Alert.expires_at,
                    Channel.id, Channel.kind, Channel.url, Channel.headers, Channel.secret,
@@ -212,8 +217,7 @@ class Deliverer:
         return (select(Alert.id, Alert.channel_id, Channel.kind)
                 .join(Channel, Channel.id == Alert.channel_id)
                 .where(Alert.channel_id == channel_id, Alert.state == "pending",
-                       Alert.expires_at > now,
-                       or_(Alert.claimed_until.is_(None), Alert.claimed_until < now))
+                       Alert.expires_at > now, claim_is_free(now))
                 .order_by(Alert.next_attempt_at, Alert.id).limit(1)
                 .with_for_update(skip_locked=True, of=Alert))
 
