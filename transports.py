@@ -15,14 +15,16 @@ import hashlib
 import hmac
 import json
 import smtplib
+import ssl
 import threading
 import time
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import urllib3
 
+from alert_content import headline, html_body, text_body
 from config import Settings
 from utils.clock import Clock
 from utils.ssrf_guard import ForbiddenTarget, guarded_pool_manager
@@ -170,30 +172,49 @@ class Slack(Webhook):
 
     def body(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {"text": headline(payload), "attachments": [
-            {"text": json.dumps(payload, indent=2), "fallback": headline(payload)}]}
+            {"text": text_body(payload), "fallback": headline(payload)}]}
 
 
 class Email(Transport):
-    """One message to the channel's addresses through SMTP_URL."""
+    """One message to the channel's addresses through SMTP_URL: `smtp://host:port` (plain, or
+    STARTTLS with `?starttls=1`, as on port 587) or `smtps://host:port` (implicit TLS, 465)."""
+
+    def message(self, destination: Destination, alert_uuid: str,
+                payload: dict[str, Any]) -> EmailMessage:
+        """A readable message: subject, plain text and HTML parts, Date and Message-ID."""
+        message = EmailMessage()
+        message["Subject"] = headline(payload)
+        message["From"] = self.settings.SMTP_FROM
+        message["To"] = ", ".join(destination.addresses or [])
+        message["Date"] = email.utils.format_datetime(self.clock.now())
+        message["Message-ID"] = f"<{alert_uuid}@heartbeat-monitor>"
+        message["X-Idempotency-Key"] = alert_uuid
+        message.set_content(text_body(payload))
+        message.add_alternative(html_body(payload), subtype="html")
+        return message
 
     def deliver(self, destination: Destination, alert_uuid: str,
                 payload: dict[str, Any]) -> int | None:
         if not self.settings.SMTP_URL:
             raise permanent("SMTP_URL is not configured")
-        target = urlsplit(self.settings.SMTP_URL)
-        message = EmailMessage()
-        message["Subject"] = headline(payload)
-        message["From"] = self.settings.SMTP_FROM
-        message["To"] = ", ".join(destination.addresses or [])
-        message["Message-ID"] = f"<{alert_uuid}@heartbeat-monitor>"
-        message["X-Idempotency-Key"] = alert_uuid
-        message.set_content(f"{headline(payload)}\n\n{json.dumps(payload, indent=2)}\n")
-        smtp_class = smtplib.SMTP_SSL if target.scheme == "smtps" else smtplib.SMTP
+        self.send(self.message(destination, alert_uuid, payload))
+        return None
+
+    def send(self, message: EmailMessage) -> None:
+        target = SmtpTarget.parse(self.settings.SMTP_URL)
+        tls = ssl.create_default_context(cafile=self.settings.SMTP_CA_FILE or None)
+        timeout = self.settings.SMTP_TIMEOUT_SECONDS
         try:
-            with smtp_class(target.hostname or "localhost", target.port or 25,
-                            timeout=self.settings.SMTP_TIMEOUT_SECONDS) as smtp:
+            if target.implicit_tls:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout,
+                                                      context=tls)
+            else:
+                smtp = smtplib.SMTP(target.host, target.port, timeout=timeout)
+            with smtp:
+                if target.starttls:
+                    smtp.starttls(context=tls)
                 if target.username:
-                    smtp.login(unquote(target.username), unquote(target.password or ""))
+                    smtp.login(target.username, target.password)
                 smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
@@ -204,27 +225,34 @@ class Email(Transport):
             if error.smtp_code >= 500:
                 raise permanent(f"SMTP {error.smtp_code}") from error
             raise transient(f"SMTP {error.smtp_code}") from error
-        except (smtplib.SMTPException, OSError) as error:
+        except (smtplib.SMTPException, OSError) as error:  # ssl.SSLError is an OSError
             raise transient(f"SMTP connection failed: {type(error).__name__}") from error
-        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class SmtpTarget:
+    """SMTP_URL taken apart."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str
+    password: str
+
+    @classmethod
+    def parse(cls, url: str) -> "SmtpTarget":
+        parts = urlsplit(url)
+        implicit_tls = parts.scheme == "smtps"
+        starttls = not implicit_tls and parse_qs(parts.query).get("starttls", ["0"])[-1] \
+            .lower() in ("1", "true", "yes", "on")
+        default_port = 465 if implicit_tls else 587 if starttls else 25
+        return cls(parts.hostname or "localhost", parts.port or default_port, implicit_tls,
+                   starttls, unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 TRANSPORTS: dict[str, type[Transport]] = {"webhook": Webhook, "slack": Slack, "email": Email}
 CHANNEL_KINDS = tuple(TRANSPORTS)
-
-
-def headline(payload: dict[str, Any]) -> str:
-    """One line saying what happened: a subject, a Slack text."""
-    event = payload.get("event", "")
-    name = payload.get("application", {}).get("name", "")
-    if event == "application.down":
-        reason = payload.get("incident", {}).get("reason", "")
-        return f"{name} is DOWN ({reason})"
-    if event == "application.up":
-        return f"{name} is back UP"
-    if event == "service.error_rate_high":
-        return "Heartbeat Monitor: error rate is high"
-    return f"Heartbeat Monitor: {event}"
 
 
 class HttpPools:

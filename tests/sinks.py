@@ -91,22 +91,33 @@ class HttpSink:
 
 
 class SmtpSink:
-    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it receives."""
+    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it receives.
 
-    def __init__(self):
+    With `starttls` (an ssl.SSLContext) it offers STARTTLS and refuses mail before it; with
+    `implicit_tls` it speaks TLS from the first byte (smtps). `secure` says, per message,
+    whether its session was encrypted.
+    """
+
+    def __init__(self, starttls=None, implicit_tls=None):
         self.messages: list = []
+        self.secure: list[bool] = []
         sink = self
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
                 sink.messages.append(envelope)
+                sink.secure.append(server.transport.get_extra_info("ssl_object") is not None)
                 return "250 OK"
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.url = f"smtp://127.0.0.1:{self.port}"
+        options = {"tls_context": starttls, "require_starttls": True} if starttls else {}
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     ssl_context=implicit_tls, **options)
+        scheme = "smtps" if implicit_tls else "smtp"
+        query = "?starttls=1" if starttls else ""
+        self.url = f"{scheme}://127.0.0.1:{self.port}{query}"
 
     def start(self) -> "SmtpSink":
         self.controller.start()
