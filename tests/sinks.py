@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 class HttpSink:
     """Records every request; answers each with the next scripted behaviour, then `default`.
 
-    A behaviour is a status code, or a dict {"status": int, "headers": {...}, "hang": seconds}.
+    A behaviour is a status code, or a dict {"status": int, "headers": {...}, "hang": seconds,
+    "body": JSON to answer with}.
     `answered` counts the answers given by status, and "hang" for each request that hung.
     """
 
@@ -49,9 +50,9 @@ class HttpSink:
                 if 200 <= status < 300:
                     with sink.lock:
                         sink.received.append({"headers": dict(self.headers), "body": body,
-                                              "json": json.loads(body or b"null"),
+                                              "json": _json_or_none(body), "path": self.path,
                                               "at": time.monotonic()})
-                reply = b'{"ok": true}'
+                reply = json.dumps(behaviour.get("body", {"ok": True})).encode()
                 try:
                     self.send_response(status)
                     for name, value in behaviour.get("headers", {}).items():
@@ -88,6 +89,13 @@ class HttpSink:
     def alert_ids(self) -> list[str]:
         with self.lock:
             return [request["json"]["alert_id"] for request in self.received]
+
+
+def _json_or_none(body: bytes):
+    try:
+        return json.loads(body or b"null")
+    except ValueError:  # a form, say
+        return None
 
 
 class SmtpSink:
