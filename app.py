@@ -12,6 +12,7 @@ import models  # noqa: F401  (registers every table with SQLAlchemy)
 from acknowledgements import ack_bp
 from background import serving_process, start_background
 from badges import badges_bp
+from channel_audit import ChannelAudit
 from cli import register_cli
 from config import INSTANCE_DIR, Settings
 from dashboard import DashboardSessions, dashboard_bp
@@ -112,7 +113,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                         before_judging=[replay_spools, close_outage_gap],
                         after_judging=[check_due_incidents, record_alive, check_error_rate],
                         housekeeping=[prune_request_counts, prune_resolved_errors,
-                                      prune_old_heartbeats, refresh_occurrences]))
+                                      prune_old_heartbeats, refresh_occurrences]),
+        channel_audit=ChannelAudit(app, settings))
     app.extensions[EXTENSION_KEY] = runtime
     app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)

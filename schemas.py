@@ -378,6 +378,8 @@ class DependencySchema(Schema):
     depth = fields.Nested(SpoolDepthSchema, metadata={"description": "Spool only: bytes kept."})
     failure_count = fields.Integer(metadata={"description": "Breakers only."})
     opened_at = fields.String(allow_none=True, metadata={"description": "Breakers only."})
+    channel_id = fields.Integer(metadata={"description": "A channel the current settings would "
+                                                         "refuse (kind `channel`) only."})
 
 
 class DependenciesSchema(Schema):
