@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from flask import Flask, g, request
 
-import models  # noqa: F401  (registers every table with SQLAlchemy)
+import models  # registers every table with SQLAlchemy
 from acknowledgements import ack_bp
 from background import serving_process, start_background
 from badges import badges_bp
@@ -27,6 +27,7 @@ from ingest.fast_path import PingFastPath
 from ingest.replay import replay_spools
 from ingest.writer import HeartbeatWriter
 from maintenance import refresh_occurrences
+from monitoring import metrics
 from monitoring.error_rate import RequestCounter, prune_request_counts
 from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
@@ -42,7 +43,7 @@ from routes import api_bp, ping_bp
 from runtime import EXTENSION_KEY, Runtime, current_runtime
 from security import install_security
 from spool import HEARTBEAT_RESERVE_BYTES, Spool
-from transports import Transports, is_breaker_failure
+from transports import CHANNEL_KINDS, OUTCOMES, Transports, is_breaker_failure
 from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
 from utils.request_id import assign_request_id, current_request_id
@@ -116,6 +117,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                       prune_old_heartbeats, refresh_occurrences]),
         channel_audit=ChannelAudit(app, settings))
     app.extensions[EXTENSION_KEY] = runtime
+    metrics.initialize_series(models.HEARTBEAT_KINDS, CHANNEL_KINDS, OUTCOMES)
     app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)
 

@@ -68,6 +68,7 @@ class ClaimedAlert:
     payload: dict
     attempt_count: int
     expires_at: dt.datetime
+    created_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,14 +195,14 @@ class Deliverer:
             claimed_until=lease, claimed_by=self.liveness.process_id))
         details = db.session.execute(
             select(Alert.id, Alert.uuid, Alert.payload, Alert.attempt_count, Alert.expires_at,
-                   Channel.id, Channel.kind, Channel.url, Channel.headers, Channel.secret,
+                   Alert.created_at, Channel.id, Channel.kind, Channel.url, Channel.headers, Channel.secret,
                    Channel.addresses)
             .join(Channel, Channel.id == Alert.channel_id).where(Alert.id.in_(chosen))).all()
         db.session.commit()
         alerts, destinations = {}, {}
         for row in details:
-            alerts[row[0]] = ClaimedAlert(*row[:5])
-            destinations[row[5]] = Destination(*row[5:])
+            alerts[row[0]] = ClaimedAlert(*row[:6])
+            destinations[row[6]] = Destination(*row[6:])
         batches = [Batch(destinations[channel_id], [alerts[alert_id] for alert_id in slot], lease)
                    for channel_id, slots_of in new_slots.items() for slot in slots_of]
         with self._lock:
@@ -286,6 +287,8 @@ class Deliverer:
         attempts = alert.attempt_count + 1
         if attempt.outcome == "delivered":
             values = {"state": "delivered", "delivered_at": now, "last_error": None}
+            metrics.ALERT_DELIVERY_LAG_SECONDS.observe(
+                max(0.0, (now - alert.created_at).total_seconds()))
         elif attempt.outcome == "permanent_error":
             values = {"state": "failed", "last_error": attempt.error}
         elif now >= alert.expires_at:

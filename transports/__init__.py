@@ -13,6 +13,7 @@ from typing import Any
 from config import Settings
 from transports.apprise_url import Apprise
 from transports.base import (
+    OUTCOMES,
     Attempt,
     DeliveryError,
     Destination,
@@ -27,7 +28,7 @@ from transports.smtp import Email
 from transports.webhook import Slack, Webhook
 from utils.clock import Clock
 
-__all__ = ["Attempt", "CHANNEL_KINDS", "DeliveryError", "Destination", "TRANSPORTS", "Transport",
+__all__ = ["OUTCOMES", "Attempt", "CHANNEL_KINDS", "DeliveryError", "Destination", "TRANSPORTS", "Transport",
            "Transports", "is_breaker_failure", "permanent", "transient", "Webhook", "Slack",
            "Email", "PagerDuty", "Apprise"]
 

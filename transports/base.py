@@ -62,6 +62,9 @@ class Destination:
                    channel.addresses)
 
 
+OUTCOMES = ("delivered", "transient_error", "permanent_error")
+
+
 @dataclasses.dataclass(frozen=True)
 class Attempt:
     """One delivery attempt as recorded: delivered, transient_error or permanent_error."""
