@@ -195,8 +195,8 @@ class Deliverer:
             claimed_until=lease, claimed_by=self.liveness.process_id))
         details = db.session.execute(
             select(Alert.id, Alert.uuid, Alert.payload, Alert.attempt_count, Alert.expires_at,
-                   Alert.created_at, Channel.id, Channel.kind, Channel.url, Channel.headers, Channel.secret,
-                   Channel.addresses)
+                   Alert.created_at, Channel.id, Channel.kind, Channel.url, Channel.headers,
+                   Channel.secret, Channel.addresses)
             .join(Channel, Channel.id == Alert.channel_id).where(Alert.id.in_(chosen))).all()
         db.session.commit()
         alerts, destinations = {}, {}

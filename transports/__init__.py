@@ -28,9 +28,9 @@ from transports.smtp import Email
 from transports.webhook import Slack, Webhook
 from utils.clock import Clock
 
-__all__ = ["OUTCOMES", "Attempt", "CHANNEL_KINDS", "DeliveryError", "Destination", "TRANSPORTS", "Transport",
-           "Transports", "is_breaker_failure", "permanent", "transient", "Webhook", "Slack",
-           "Email", "PagerDuty", "Apprise"]
+__all__ = ["OUTCOMES", "Attempt", "CHANNEL_KINDS", "DeliveryError", "Destination",
+           "TRANSPORTS", "Transport", "Transports", "is_breaker_failure", "permanent",
+           "transient", "Webhook", "Slack", "Email", "PagerDuty", "Apprise"]
 
 TRANSPORTS: dict[str, type[Transport]] = {"webhook": Webhook, "slack": Slack, "email": Email,
                                           "pagerduty": PagerDuty, "apprise": Apprise}
