@@ -2,9 +2,10 @@
 
 Delivery claims due alerts (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease: for each free
 slot of a per-kind bulkhead, a batch of one channel's alerts, which the slot sends in turn
-through the channel's transport (transports.py) and circuit breaker, recording every attempt
+through the channel's transport (transports/) and circuit breaker, recording every attempt
 (delivery_outcomes.py) before its next send. A transient failure re-queues the alert with
-jittered backoff (honoring Retry-After); a permanent one marks it `failed`; an alert older than
+jittered backoff (honoring Retry-After), never longer than the breaker's recovery time; a
+permanent one marks it `failed`; an alert older than
 ALERT_MAX_AGE_SECONDS becomes `dead`. A process that dies between sending and recording stops
 renewing its liveness (delivery_liveness.py), so within 15 s another process claims the alert
 and sends it again: receivers deduplicate by the `Idempotency-Key` header (the alert's UUID).
