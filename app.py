@@ -8,10 +8,11 @@ from typing import Any, Mapping
 
 from flask import Flask, g, request
 
-import models  # noqa: F401  (registers every table with SQLAlchemy)
+import models  # registers every table with SQLAlchemy
 from acknowledgements import ack_bp
 from background import serving_process, start_background
 from badges import badges_bp
+from channel_audit import ChannelAudit
 from cli import register_cli
 from config import INSTANCE_DIR, Settings
 from dashboard import DashboardSessions, dashboard_bp
@@ -28,6 +29,7 @@ from ingest.replay import replay_spools
 from ingest.slug_routes import SlugRoutes
 from ingest.writer import HeartbeatWriter
 from maintenance import refresh_occurrences
+from monitoring import metrics
 from monitoring.error_rate import RequestCounter, prune_request_counts
 from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
@@ -43,7 +45,7 @@ from routes import api_bp, ping_bp
 from runtime import EXTENSION_KEY, Runtime, current_runtime
 from security import install_security
 from spool import HEARTBEAT_RESERVE_BYTES, Spool
-from transports import Transports, is_breaker_failure
+from transports import CHANNEL_KINDS, OUTCOMES, Transports, is_breaker_failure
 from utils.circuit_breaker import Breaker, BreakerRegistry
 from utils.clock import FileClock, SystemClock
 from utils.request_id import assign_request_id, current_request_id
@@ -116,8 +118,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                         after_judging=[check_due_incidents, record_alive, check_error_rate],
                         housekeeping=[prune_request_counts, prune_resolved_errors,
                                       prune_old_heartbeats, refresh_occurrences,
-                                      create_heartbeat_partitions]))
+                                      create_heartbeat_partitions]),
+        channel_audit=ChannelAudit(app, settings))
     app.extensions[EXTENSION_KEY] = runtime
+    metrics.initialize_series(models.HEARTBEAT_KINDS, CHANNEL_KINDS, OUTCOMES)
     app.wsgi_app = PingFastPath(app, runtime)  # behind ProxyFix: sees client addresses
     install_security(app, settings.TRUSTED_PROXY_COUNT)
 

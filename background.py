@@ -29,6 +29,9 @@ class Background:
                                       daemon=True)
             thread.start()
             self.threads.append(thread)
+        # Channels these settings would refuse are logged now, not found at the first alert.
+        threading.Thread(target=runtime.channel_audit.refused, name="hbmon-channel-audit",
+                         daemon=True).start()
         log.info("monitor and alert delivery started")
         return self
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from marshmallow import ValidationError, validate
 from sqlalchemy import select
 
+from config import Settings
 from database import db
 from exceptions import ChannelNotFound, ValidationFailed
 from models import Channel, new_uuid
@@ -13,6 +15,7 @@ from monitoring.error_tracking import record_error
 from outbox import build_payload
 from runtime import current_runtime
 from transports import Destination
+from transports.apprise_url import apprise_service, check_targets
 from utils.ssrf_guard import ForbiddenTarget, check_webhook_url
 
 
@@ -27,19 +30,44 @@ def list_channels() -> list[Channel]:
     return list(db.session.execute(select(Channel).order_by(Channel.id)).scalars())
 
 
+HTTP_URL = validate.URL(schemes={"http", "https"}, require_tld=False)
+NEEDS_URL = ("webhook", "slack", "apprise")
+
+
 def _check_complete(channel: Channel) -> None:
-    if channel.kind in ("webhook", "slack") and not channel.url:
+    """Refuse (422) a channel its kind cannot deliver to, or one the SSRF guard refuses."""
+    if channel.kind in NEEDS_URL and not channel.url:
         raise ValidationFailed({"url": [f"A {channel.kind} channel needs a url."]})
-    if channel.kind in ("webhook", "slack") and \
-            not current_runtime().settings.ALLOW_PRIVATE_WEBHOOK_TARGETS:
-        try:
-            check_webhook_url(channel.url)
-        except ForbiddenTarget as refused:
-            raise ValidationFailed({"url": [f"Refused: {refused}. Alerts only go to public "
-                                            "addresses unless ALLOW_PRIVATE_WEBHOOK_TARGETS "
-                                            "is set."]})
+    if channel.kind == "pagerduty" and not channel.secret:
+        raise ValidationFailed({"routing_key": ["A pagerduty channel needs a routing_key."]})
     if channel.kind == "email" and not channel.addresses:
         raise ValidationFailed({"addresses": ["An email channel needs at least one address."]})
+    if channel.url and channel.kind != "apprise":
+        try:
+            HTTP_URL(channel.url)
+        except ValidationError as error:
+            raise ValidationFailed({"url": error.messages})
+    refused = refused_target(channel, current_runtime().settings)
+    if refused:
+        raise ValidationFailed({"url": [refused]})
+
+
+def refused_target(channel: Channel, settings: Settings) -> str | None:
+    """Why the settings refuse this channel's target (SSRF guard, §7), or None."""
+    service = apprise_service(channel.url) if channel.kind == "apprise" and channel.url else None
+    if channel.kind == "apprise" and service is None:
+        return "Not an Apprise URL Apprise can use."
+    if settings.ALLOW_PRIVATE_WEBHOOK_TARGETS or not channel.url:
+        return None
+    try:
+        if service is not None:
+            check_targets(service)
+        else:
+            check_webhook_url(channel.url)
+    except ForbiddenTarget as refused:
+        return (f"Refused: {refused}. Alerts only go to public addresses unless "
+                "ALLOW_PRIVATE_WEBHOOK_TARGETS is set.")
+    return None
 
 
 def create_channel(fields: dict[str, Any], now: dt.datetime) -> Channel:

@@ -27,6 +27,8 @@ class Settings:
     SMTP_URL: str = ""
     SMTP_FROM: str = "heartbeat-monitor@localhost"
     SMTP_TIMEOUT_SECONDS: float = 10.0
+    # CA certificates to verify the SMTP server's with (STARTTLS, smtps://); the system's if unset.
+    SMTP_CA_FILE: str = ""
     SECRET_KEY: str = ""
     SENTRY_DSN: str = ""
     LOG_FORMAT: str = "json"

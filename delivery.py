@@ -2,12 +2,15 @@
 
 Delivery claims due alerts (`FOR UPDATE SKIP LOCKED` on PostgreSQL) with a lease: for each free
 slot of a per-kind bulkhead, a batch of one channel's alerts, which the slot sends in turn
-through the channel's transport (transports.py) and circuit breaker, recording every attempt
+through the channel's transport (transports/) and circuit breaker, recording every attempt
 (delivery_outcomes.py) before its next send. A transient failure re-queues the alert with
-jittered backoff (honoring Retry-After); a permanent one marks it `failed`; an alert older than
-ALERT_MAX_AGE_SECONDS becomes `dead`. A crash between sending and recording lets the lease
-expire, so the alert is sent again: receivers deduplicate by the `Idempotency-Key` header (the
-alert's UUID).
+jittered backoff (honoring Retry-After), never longer than the breaker's recovery time; a
+permanent one marks it `failed`; an alert older than
+ALERT_MAX_AGE_SECONDS becomes `dead`. A process that dies between sending and recording stops
+renewing its liveness (delivery_liveness.py), so within 15 s another process claims the alert
+and sends it again: receivers deduplicate by the `Idempotency-Key` header (the alert's UUID).
+A channel whose breaker is open is left out of the claim; its probe goes once per recovery
+period, and its success makes every alert waiting for the channel due at once (SPEC §6.4a).
 """
 from __future__ import annotations
 
@@ -21,17 +24,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from config import Settings
 from database import db
+from delivery_liveness import Liveness, claim_is_free
 from delivery_outcomes import Outcome, OutcomeWriter
 from models import Alert, Channel
 from monitoring import metrics
 from monitoring.error_tracking import record_error
 from outbox import expire_alerts
 from transports import CHANNEL_KINDS, Destination, Transports, transient
-from utils.circuit_breaker import STATE_CLOSED, STATE_OPEN, Breaker, BreakerRegistry
+from utils.circuit_breaker import (
+    STATE_CLOSED,
+    STATE_HALF_OPEN,
+    STATE_OPEN,
+    Breaker,
+    BreakerRegistry,
+)
 from utils.clock import Clock
 from utils.retry import backoff_seconds
 
@@ -44,6 +54,14 @@ SLOT_BATCH = 16  # alerts of one channel a delivery slot sends in turn before it
 BATCHES_PER_SLOT = 2
 
 
+def breaker_name(channel_id: int) -> str:
+    return f"channel:{channel_id}"
+
+
+def channel_of_breaker(breaker_name: str) -> int:
+    return int(breaker_name.removeprefix("channel:"))
+
+
 @dataclasses.dataclass(frozen=True)
 class ClaimedAlert:
     id: int
@@ -51,6 +69,7 @@ class ClaimedAlert:
     payload: dict
     attempt_count: int
     expires_at: dt.datetime
+    created_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +109,13 @@ class Deliverer:
         # again meanwhile, even when its lease has run out (a stalled send, a test clock jump).
         self._claimed: set[int] = set()
         self.outcomes = OutcomeWriter(app, self._release)
+        self.liveness = Liveness()
         self._stopping = False
         self._expired_at: dt.datetime | None = None
         self._pass_wanted = threading.Event()  # a slot came free, or wake() was called
 
     def breaker_for(self, channel_id: int) -> Breaker:
-        return self.breakers.get(f"channel:{channel_id}")
+        return self.breakers.get(breaker_name(channel_id))
 
     def dispatch_due(self) -> int:
         """One pass: write outcomes left over, expire (at most once a second), claim what has a
@@ -103,6 +123,7 @@ class Deliverer:
         self.outcomes.flush()
         now = self.clock.now()
         with self.app.app_context():
+            self.liveness.renew(now)  # before claiming: no claim of ours looks abandoned
             # Expiring scans every pending alert. The claim skips expired alerts itself, so
             # marking them dead may wait a second.
             last = self._expired_at
@@ -125,17 +146,25 @@ class Deliverer:
         kinds = [kind for kind, slots_free in free.items() if slots_free > 0]
         if not kinds:
             return []
+        due = (select(Alert.id, Alert.channel_id, Channel.kind)
+               .join(Channel, Channel.id == Alert.channel_id)
+               .where(Alert.state == "pending", Alert.next_attempt_at <= now,
+                      Alert.expires_at > now,
+                      claim_is_free(now), Channel.kind.in_(kinds))
+               .order_by(Alert.next_attempt_at, Alert.id))
+        # A channel whose breaker is not closed is left out of the claim (SPEC §6.4a: while
+        # it is open only its probe goes), so a long queue for a failing destination cannot
+        # fill the claim and hold up healthy channels; a half-open one gets its probe below.
+        held_back = {channel_of_breaker(name): breaker
+                     for name, breaker in self.breakers.not_closed().items()}
+        query = due.where(Alert.channel_id.notin_(list(held_back))) if held_back else due
         rows = db.session.execute(
-            select(Alert.id, Alert.channel_id, Channel.kind)
-            .join(Channel, Channel.id == Alert.channel_id)
-            .where(Alert.state == "pending", Alert.next_attempt_at <= now,
-                   Alert.expires_at > now,
-                   or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
-                   Channel.kind.in_(kinds))
-            .order_by(Alert.next_attempt_at, Alert.id)
             # Enough rows to fill a batch even when the queue interleaves many channels.
-            .limit(self.per_kind * len(kinds) * SLOT_BATCH)
+            query.limit(self.per_kind * len(kinds) * SLOT_BATCH)
             .with_for_update(skip_locked=True, of=Alert)).all()
+        for held_id, breaker in held_back.items():
+            if breaker.state == STATE_HALF_OPEN and not breaker.probing:
+                rows += db.session.execute(self._probe_query(held_id, now)).all()
         new_slots: dict[int, list[list[int]]] = collections.defaultdict(list)
         breaker_states: dict[int, str] = {}
         for alert_id, channel_id, kind in rows:
@@ -163,17 +192,18 @@ class Deliverer:
             db.session.rollback()
             return []
         lease = now + self.lease
-        db.session.execute(update(Alert).where(Alert.id.in_(chosen)).values(claimed_until=lease))
+        db.session.execute(update(Alert).where(Alert.id.in_(chosen)).values(
+            claimed_until=lease, claimed_by=self.liveness.process_id))
         details = db.session.execute(
             select(Alert.id, Alert.uuid, Alert.payload, Alert.attempt_count, Alert.expires_at,
-                   Channel.id, Channel.kind, Channel.url, Channel.headers, Channel.secret,
-                   Channel.addresses)
+                   Alert.created_at, Channel.id, Channel.kind, Channel.url, Channel.headers,
+                   Channel.secret, Channel.addresses)
             .join(Channel, Channel.id == Alert.channel_id).where(Alert.id.in_(chosen))).all()
         db.session.commit()
         alerts, destinations = {}, {}
         for row in details:
-            alerts[row[0]] = ClaimedAlert(*row[:5])
-            destinations[row[5]] = Destination(*row[5:])
+            alerts[row[0]] = ClaimedAlert(*row[:6])
+            destinations[row[6]] = Destination(*row[6:])
         batches = [Batch(destinations[channel_id], [alerts[alert_id] for alert_id in slot], lease)
                    for channel_id, slots_of in new_slots.items() for slot in slots_of]
         with self._lock:
@@ -181,6 +211,17 @@ class Deliverer:
             for batch in batches:
                 self._slots[id(batch)] = (batch.destination.id, batch.destination.kind)
         return batches
+
+    @staticmethod
+    def _probe_query(channel_id: int, now: dt.datetime):
+        """The channel's oldest waiting alert, due or not: the probe is the channel's, once
+        per recovery period, even while every alert waits out a long Retry-After."""
+        return (select(Alert.id, Alert.channel_id, Channel.kind)
+                .join(Channel, Channel.id == Alert.channel_id)
+                .where(Alert.channel_id == channel_id, Alert.state == "pending",
+                       Alert.expires_at > now, claim_is_free(now))
+                .order_by(Alert.next_attempt_at, Alert.id).limit(1)
+                .with_for_update(skip_locked=True, of=Alert))
 
     def _run_batch(self, batch: Batch) -> None:
         pending = collections.deque(batch.alerts)
@@ -194,11 +235,14 @@ class Deliverer:
                     wait = max(breaker.open_remaining, 1.0)
                     release = {"next_attempt_at": self.clock.now() + dt.timedelta(seconds=wait)}
                     break
+                probe = breaker.state != STATE_CLOSED
                 outcome = self._send(batch.destination, pending[0], batch.lease, breaker)
                 pending.popleft()
                 if not self.outcomes.record([outcome]) \
                         or outcome.values.get("state") != "delivered":
                     break
+                if probe:
+                    self._make_waiting_alerts_due(batch.destination.id)
         except Exception as error:  # the slot must survive anything
             log.warning("alert delivery failed: %s", type(error).__name__)
             with self.app.app_context():
@@ -211,6 +255,15 @@ class Deliverer:
                 del self._slots[id(batch)]
                 self._lock.notify_all()
             self._pass_wanted.set()
+
+    def _make_waiting_alerts_due(self, channel_id: int) -> None:
+        """The channel's probe got through: every alert waiting for it is due now (§6.4a)."""
+        now = self.clock.now()
+        with self.app.app_context():
+            db.session.execute(update(Alert).where(
+                Alert.channel_id == channel_id, Alert.state == "pending",
+                Alert.next_attempt_at > now).values(next_attempt_at=now))
+            db.session.commit()
 
     def _send(self, destination: Destination, alert: ClaimedAlert, lease: dt.datetime,
               breaker: Breaker) -> Outcome:
@@ -235,12 +288,15 @@ class Deliverer:
         attempts = alert.attempt_count + 1
         if attempt.outcome == "delivered":
             values = {"state": "delivered", "delivered_at": now, "last_error": None}
+            metrics.ALERT_DELIVERY_LAG_SECONDS.observe(
+                max(0.0, (now - alert.created_at).total_seconds()))
         elif attempt.outcome == "permanent_error":
             values = {"state": "failed", "last_error": attempt.error}
         elif now >= alert.expires_at:
             values = {"state": "dead", "last_error": attempt.error}
         else:
-            delay = backoff_seconds(attempts, attempt.retry_after_seconds)
+            delay = backoff_seconds(attempts, attempt.retry_after_seconds,
+                                    cap_seconds=self.settings.BREAKER_RECOVERY_SECONDS)
             values = {"last_error": attempt.error,
                       "next_attempt_at": now + dt.timedelta(seconds=delay)}
         return Outcome(alert.id, lease, {**values, "attempt_count": attempts}, attempt_row)

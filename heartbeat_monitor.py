@@ -16,6 +16,7 @@ from typing import Any, Callable
 from flask import Flask
 from sqlalchemy import select
 
+from alert_content import last_heartbeats_prefetched
 from database import db
 from incidents import open_incidents
 from models import Application
@@ -118,7 +119,8 @@ def judge_due_applications(now: dt.datetime, limit: int) -> tuple[int, int]:
                     opening.append((application, reason or "missed"))
         application.next_check_at = next_check_at(application)
     if opening:
-        open_incidents(opening, now)
+        with last_heartbeats_prefetched([application for application, _ in opening]):
+            open_incidents(opening, now)
     db.session.commit()
     return changed, len(due)
 

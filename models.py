@@ -295,6 +295,9 @@ class Alert(db.Model):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     # A delivery worker owns the alert until this moment; a crashed worker's claim expires.
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The delivery process holding the claim: once it stops renewing its liveness, the claim is
+    # free before the lease runs out (SPEC §6.4a).
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     # Past this moment an undelivered alert is dead (ALERT_MAX_AGE_SECONDS); a retry renews it.
@@ -302,6 +305,17 @@ class Alert(db.Model):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     channel: Mapped[Channel] = relationship(lazy="joined")
+
+
+class DeliveryProcess(db.Model):
+    """A process delivering alerts, alive while it renews `alive_at` (delivery_liveness.py)."""
+
+    __tablename__ = "delivery_processes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)  # host and pid, for people
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    alive_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class DeliveryAttempt(db.Model):

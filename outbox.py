@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
+from alert_content import alert_facts
 from database import db
 from models import Alert, Application, Channel, Incident, new_uuid
 from utils.clock import utc_iso
@@ -18,12 +19,15 @@ from utils.clock import utc_iso
 
 def build_payload(event: str, alert_uuid: str, application: Application | None,
                   incident: Incident | None, now: dt.datetime) -> dict[str, Any]:
-    """The webhook JSON of §6.4."""
+    """The webhook JSON of §6.4, with what a recipient needs to act (alert_content.py)."""
     payload: dict[str, Any] = {"event": event, "alert_id": alert_uuid, "occurred_at": utc_iso(now)}
     if application is not None:
+        facts = alert_facts(application)
         payload["application"] = {
             "uuid": application.uuid, "name": application.name, "status": application.status,
-            "last_heartbeat_at": utc_iso(application.last_heartbeat_at)}
+            "last_heartbeat_at": utc_iso(application.last_heartbeat_at),
+            "schedule": facts["schedule"], "url": facts["url"]}
+        payload["last_heartbeat"] = facts["last_heartbeat"]
     if incident is not None:
         payload["incident"] = {
             "id": incident.id, "started_at": utc_iso(incident.started_at),

@@ -15,6 +15,7 @@ from utils.clock import Clock
 
 if TYPE_CHECKING:  # the parts import this module to find each other at run time
     from background import Background
+    from channel_audit import ChannelAudit
     from delivery import Deliverer
     from heartbeat_monitor import Monitor
     from ingest.slug_routes import SlugRoutes
@@ -45,6 +46,7 @@ class Runtime:
     transports: Transports
     deliverer: Deliverer
     monitor: Monitor
+    channel_audit: ChannelAudit
     background: Background | None = None
 
     def shutdown(self) -> None:

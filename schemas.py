@@ -4,9 +4,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import unicodedata
+from typing import Any
 
 from flask import has_app_context, request
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 import maintenance
 from dependencies import depends_on_uuid
@@ -16,6 +25,7 @@ from monitoring.scrubbing import scrub_text
 from runtime import current_runtime
 from schedule import InvalidSchedule, check_cron, check_timezone
 from transports import CHANNEL_KINDS
+from transports.apprise_url import private_url
 from utils.clock import utc_iso
 from utils.webhook_headers import header_problem
 
@@ -368,6 +378,8 @@ class DependencySchema(Schema):
     depth = fields.Nested(SpoolDepthSchema, metadata={"description": "Spool only: bytes kept."})
     failure_count = fields.Integer(metadata={"description": "Breakers only."})
     opened_at = fields.String(allow_none=True, metadata={"description": "Breakers only."})
+    channel_id = fields.Integer(metadata={"description": "A channel the current settings would "
+                                                         "refuse (kind `channel`) only."})
 
 
 class DependenciesSchema(Schema):
@@ -402,8 +414,8 @@ def _validate_headers(headers: dict) -> None:
 class ChannelInSchema(InputSchema):
     name = Name(required=True, validate=validate.Length(min=1, max=200))
     kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
-    url = fields.URL(schemes={"http", "https"}, require_tld=False, allow_none=True,
-                     validate=validate.Length(max=2000))
+    # An http(s) URL, or for `apprise` an Apprise URL (checked per kind by channels.py).
+    url = fields.String(allow_none=True, validate=validate.Length(max=2000))
     headers = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),
                           values=fields.String(validate=validate.Length(max=1000)),
                           validate=[validate.Length(max=20), _validate_headers],
@@ -411,7 +423,17 @@ class ChannelInSchema(InputSchema):
     secret = fields.String(load_only=True, allow_none=True, validate=validate.Length(min=8, max=200))
     addresses = fields.List(fields.Email(validate=validate.Length(max=254)), allow_none=True,
                             validate=validate.Length(max=20))
+    routing_key = fields.String(load_only=True, allow_none=True,
+                                validate=validate.Length(min=8, max=200),
+                                metadata={"description": "pagerduty: the Events API v2 "
+                                                         "integration key; never returned."})
     is_operator = fields.Boolean()
+
+    @post_load
+    def _routing_key_is_the_secret(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "routing_key" in data:
+            data["secret"] = data.pop("routing_key")
+        return data
 
 
 class ChannelOutSchema(Schema):
@@ -431,6 +453,8 @@ class ChannelOutSchema(Schema):
         # A Slack URL is a secret as a whole; a webhook's may hold a password or a token.
         if channel.kind == "slack":
             return mask_url(channel.url)
+        if channel.kind == "apprise":  # its tokens sit anywhere in the URL: Apprise masks them
+            return private_url(channel.url)
         return scrub_text(channel.url) if channel.url else channel.url
 
     def _headers(self, channel) -> dict | None:

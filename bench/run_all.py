@@ -18,6 +18,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     runs = [["bench_wrappers.py"], ["bench_detection.py"], ["bench_drain.py"],
+            ["bench_alerts_on_time.py"],
             ["bench_ingest.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
             ["bench_slug_pings.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
             ["bench_memory.py"] + (["--heartbeats", "50000"] if args.quick else []),

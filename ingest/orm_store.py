@@ -76,14 +76,16 @@ def _write(items: list[tuple[str, Signal]], replay: bool) -> list[Result]:
         facts = HeartbeatFacts(kind, signal.received_at, signal.rid, signal.duration_ms)
         stale = replay and application.last_heartbeat_at is not None \
             and signal.received_at < application.last_heartbeat_at
-        if not stale:
-            transition = apply_heartbeat(application, facts)
-            if transition is not None:
-                apply_transition(application, transition, signal.received_at)
+        transition = None if stale else apply_heartbeat(application, facts)
         stored.add(signal.uuid)
         view = heartbeat_view(application_uuid, signal, facts.duration_ms, kind)
         rows.append(heartbeat_row(view, application.id))
         results.append(view)
+        if transition is not None:
+            # Stored first: the alerts of the transition quote the heartbeat that caused it.
+            db.session.execute(insert(Heartbeat.__table__), rows)
+            rows = []
+            apply_transition(application, transition, signal.received_at)
     if rows:
         # One multi-row INSERT for the batch; the heartbeats' ids are never read back.
         db.session.execute(insert(Heartbeat.__table__), rows)

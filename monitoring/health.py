@@ -93,6 +93,11 @@ def check_dependencies(settings: Settings, now: dt.datetime) -> dict[str, Any]:
             entry["name"], "circuit_breaker", entry["state"] == "closed", entry["state"],
             f"{entry['failure_count']} consecutive failures", failure_count=entry["failure_count"],
             opened_at=opened_at.isoformat().replace("+00:00", "Z") if opened_at else None))
+    for channel in current_runtime().channel_audit.refused():
+        entries.append(dependency(
+            f"channel:{channel.id}:target", "channel", False, "refused",
+            f"{channel.kind} channel {channel.name!r} cannot deliver: {channel.reason}",
+            channel_id=channel.id))
     status = "ok" if all(entry["healthy"] for entry in entries) else "degraded"
     return {"status": status, "checked_at": now, "dependencies": entries}
 

@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 class HttpSink:
     """Records every request; answers each with the next scripted behaviour, then `default`.
 
-    A behaviour is a status code, or a dict {"status": int, "headers": {...}, "hang": seconds}.
+    A behaviour is a status code, or a dict {"status": int, "headers": {...}, "hang": seconds,
+    "body": JSON to answer with}.
     `answered` counts the answers given by status, and "hang" for each request that hung.
     """
 
@@ -49,9 +50,9 @@ class HttpSink:
                 if 200 <= status < 300:
                     with sink.lock:
                         sink.received.append({"headers": dict(self.headers), "body": body,
-                                              "json": json.loads(body or b"null"),
+                                              "json": _json_or_none(body), "path": self.path,
                                               "at": time.monotonic()})
-                reply = b'{"ok": true}'
+                reply = json.dumps(behaviour.get("body", {"ok": True})).encode()
                 try:
                     self.send_response(status)
                     for name, value in behaviour.get("headers", {}).items():
@@ -90,23 +91,41 @@ class HttpSink:
             return [request["json"]["alert_id"] for request in self.received]
 
 
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it receives."""
+def _json_or_none(body: bytes):
+    try:
+        return json.loads(body or b"null")
+    except ValueError:  # a form, say
+        return None
 
-    def __init__(self):
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it receives.
+
+    With `starttls` (an ssl.SSLContext) it offers STARTTLS and refuses mail before it; with
+    `implicit_tls` it speaks TLS from the first byte (smtps). `secure` says, per message,
+    whether its session was encrypted.
+    """
+
+    def __init__(self, starttls=None, implicit_tls=None):
         self.messages: list = []
+        self.secure: list[bool] = []
         sink = self
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
                 sink.messages.append(envelope)
+                sink.secure.append(server.transport.get_extra_info("ssl_object") is not None)
                 return "250 OK"
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.url = f"smtp://127.0.0.1:{self.port}"
+        options = {"tls_context": starttls, "require_starttls": True} if starttls else {}
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     ssl_context=implicit_tls, **options)
+        scheme = "smtps" if implicit_tls else "smtp"
+        query = "?starttls=1" if starttls else ""
+        self.url = f"{scheme}://127.0.0.1:{self.port}{query}"
 
     def start(self) -> "SmtpSink":
         self.controller.start()

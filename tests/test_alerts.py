@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import collections
+import email
+import email.policy
 import hashlib
 import hmac
 import json
@@ -62,8 +64,15 @@ def test_down_alert_is_delivered_to_a_webhook_with_idempotency_key_and_signature
     request = sink.received[0]
     payload = request["json"]
     assert payload["event"] == "application.down"
-    assert payload["application"] == {"uuid": app["uuid"], "name": "payroll", "status": "down",
-                                       "last_heartbeat_at": "2030-01-01T00:00:00Z"}
+    assert payload["application"] == {
+        "uuid": app["uuid"], "name": "payroll", "status": "down",
+        "last_heartbeat_at": "2030-01-01T00:00:00Z",
+        "schedule": {"period_seconds": 60, "cron": None, "timezone": "UTC", "grace_seconds": 30,
+                     "text": "every 1 min, grace 30 s"},
+        "url": f"http://127.0.0.1:5000/applications/{app['uuid']}"}
+    assert payload["last_heartbeat"] == {"kind": "ok", "received_at": "2030-01-01T00:00:00Z",
+                                         "exit_code": None, "message": "",
+                                         "message_truncated": False}
     assert payload["incident"]["reason"] == "missed"
     assert payload["incident"]["started_at"] == "2030-01-01T00:01:31Z"
     assert payload["incident"]["resolved_at"] is None
@@ -116,12 +125,17 @@ def test_email_alert_reaches_a_real_smtp_server(make_app, serve, smtp_sink):
     envelope = smtp_sink.messages[0]
     assert envelope.mail_from == "monitor@example.test"
     assert sorted(envelope.rcpt_tos) == ["boss@example.test", "oncall@example.test"]
-    content = envelope.content.decode()
-    assert "Subject: payroll is DOWN (failed)" in content
-    assert app["uuid"] in content
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert message["Subject"] == "payroll is DOWN (failed)"
+    assert app["uuid"] in message.get_body(("plain",)).get_content()
 
 
-def test_429_retry_after_is_honored(api, anonymous, sink, runtime, clock):
+def test_429_retry_after_is_honored_up_to_the_breaker_recovery_time(
+        make_app, serve, sink, clock):
+    application = make_app(BREAKER_RECOVERY_SECONDS=300)
+    live = serve(application)
+    api, anonymous = Client(live.url, make_key(application)), Client(live.url)
+    runtime = application.extensions["hbmon"]
     sink.then({"status": 429, "headers": {"Retry-After": "120"}})
     channel = make_channel(api, name="hook", kind="webhook", url=sink.url)
     app = watched_application(api, anonymous, [channel["id"]])
@@ -141,6 +155,14 @@ def test_429_retry_after_is_honored(api, anonymous, sink, runtime, clock):
     detail = api.get(f"/api/v1/alerts/{pending[0]['id']}").json()
     assert [(a["outcome"], a["http_status"]) for a in detail["attempts"]] == [
         ("transient_error", 429), ("delivered", 200)]
+
+    # A longer Retry-After is honoured up to the recovery time (SPEC §6.4a), not beyond.
+    sink.then({"status": 429, "headers": {"Retry-After": "3600"}})
+    second = watched_application(api, anonymous, [channel["id"]], name="second")
+    anonymous.get(f"/ping/{second['uuid']}/fail")
+    runtime.deliverer.drain()
+    [waiting] = alerts(api, "pending")
+    assert waiting["next_attempt_at"] == "2030-01-01T00:07:01Z"  # 300 s, not 3600
 
 
 def test_5xx_is_retried_with_backoff_until_delivered_once(api, anonymous, sink, runtime, clock):

@@ -333,6 +333,44 @@ def test_monitor_killed_while_delivering_loses_no_alert(fixture, sink):
     assert len(resent) <= 2 and all(n == 2 for n in resent.values()), resent
 
 
+def test_delivery_process_killed_mid_send_holds_up_its_alerts_at_most_15_seconds(fixture, sink):
+    """SPEC §6.4a: the claims of a SIGKILLed process are free once it has not been seen alive
+    for 10 s, long before their lease (here 90 s) runs out; the resend carries the same key."""
+    clock = ClockFile(fixture.tmp_path / "clock", T0)
+    fixture.failed_applications(4, sink.url)
+    sink.default = {"status": 200, "hang": 60}  # the kill finds both of the channel's slots mid-send
+    env = fixture.env(CLOCK_FILE=str(clock.path), MONITOR_INTERVAL_SECONDS="0.2",
+                      ALERT_TIMEOUT_SECONDS="20")
+    first = MonitorProcess(env).start()
+    wait_until(lambda: sink.answered["hang"] >= 2, 30, 0.02, "no send in flight")
+    first.kill()
+    sink.default = 200
+    sink.release.set()  # the cut-off sends reach the receiver after all: a resend will follow
+    claimed = select(func.count(Alert.id)).where(Alert.claimed_until > T0 + dt.timedelta(
+        seconds=60))
+    assert fixture.count(claimed) == 4  # all held by the dead process, under a 90 s lease
+
+    second = MonitorProcess(env).start()
+    try:
+        clock.advance(11)  # the dead process was last alive at T0
+        wait_until(lambda: len(set(sink.alert_ids())) == 4, 20, 0.05,
+                   "alerts of the killed process not resent")
+        wait_until(lambda: fixture.count(select(func.count(Alert.id)).where(
+            Alert.state == "delivered")) == 4, 10, 0.05, "deliveries not recorded")
+    finally:
+        exit_code = second.stop()
+    assert exit_code == 0, second.stderr_tail()
+    with fixture.app.app_context():
+        delivered_at = db.session.execute(select(Alert.delivered_at)).scalars().all()
+    assert max(delivered_at) <= T0 + dt.timedelta(seconds=15)
+    by_alert = collections.defaultdict(list)
+    for request in sink.received:
+        by_alert[request["json"]["alert_id"]].append(request["headers"]["Idempotency-Key"])
+    resent = {uuid: keys for uuid, keys in by_alert.items() if len(keys) > 1}
+    assert len(resent) == 2  # the two sends cut off by the kill, sent again
+    assert all(keys == [uuid, uuid] for uuid, keys in resent.items())
+
+
 def test_service_stopped_across_deadlines_sends_no_false_alarm(fixture, sink):
     clock = ClockFile(fixture.tmp_path / "clock", T0)
     env = fixture.env(CLOCK_FILE=str(clock.path), MONITOR_INTERVAL_SECONDS="0.1",

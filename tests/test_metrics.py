@@ -17,7 +17,7 @@ from app import create_app
 from auth import create_api_key
 from database import db
 from tests.conftest import ROOT, migrate
-from transports import transient
+from transports import CHANNEL_KINDS, OUTCOMES, transient
 
 SPEC_METRICS = {
     "hbmon_http_requests": "counter", "hbmon_heartbeats": "counter",
@@ -25,6 +25,7 @@ SPEC_METRICS = {
     "hbmon_alerts": "gauge", "hbmon_alert_delivery_attempts": "counter",
     "hbmon_alert_delivery_seconds": "histogram", "hbmon_circuit_breaker_state": "gauge",
     "hbmon_errors_logged": "counter", "hbmon_monitor_tick_seconds": "histogram",
+    "hbmon_alert_delivery_lag_seconds": "histogram",
 }
 
 
@@ -179,3 +180,42 @@ def test_breaker_state_per_channel_is_exported_and_reported_in_dependencies(
     assert by_name["channel:2"]["healthy"] is False
     assert by_name["channel:2"]["failure_count"] == 5 and by_name["channel:2"]["opened_at"]
     assert dependencies["status"] == "degraded"
+
+
+def test_a_fresh_multi_worker_server_shows_every_family_on_its_first_scrape(gunicorn_server):
+    base_url, _, _ = gunicorn_server
+    text = requests.get(base_url + "/metrics", timeout=10).text
+    families = {family.name: family.type for family in text_string_to_metric_families(text)}
+    for name, kind in SPEC_METRICS.items():
+        assert families.get(name) == kind, name
+    scraped = samples(text)
+    for kind in ("ok", "fail", "start", "log"):
+        assert scraped[("hbmon_heartbeats_total", (("kind", kind),))] == 0
+    for channel_kind in CHANNEL_KINDS:
+        for outcome in OUTCOMES:
+            key = ("hbmon_alert_delivery_attempts_total",
+                   (("channel_kind", channel_kind), ("outcome", outcome)))
+            assert scraped[key] == 0, key
+    assert scraped[("hbmon_alert_delivery_lag_seconds_count", ())] == 0
+    assert scraped[("hbmon_monitor_tick_seconds_count", ())] == 0
+
+
+def test_delivery_lag_is_measured_from_the_alert_creation(app, api, anonymous, sink, clock):
+    channel = api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
+                                                 "url": sink.url}).json()
+    watched = api.post("/api/v1/applications", json={"name": "job",
+                                                     "channels": [channel["id"]]}).json()
+    sink.default = 503
+    anonymous.get(f"/ping/{watched['uuid']}/fail")
+    before = samples(anonymous.get("/metrics").text)
+    app.extensions["hbmon"].deliverer.drain()
+    sink.default = 200
+    clock.advance(seconds=42)  # past the backoff
+    app.extensions["hbmon"].deliverer.drain()
+    after = samples(anonymous.get("/metrics").text)
+    assert len(sink.received) == 1
+    assert value(after, "hbmon_alert_delivery_lag_seconds_count") - \
+        value(before, "hbmon_alert_delivery_lag_seconds_count") == 1
+    assert value(after, "hbmon_alert_delivery_lag_seconds_sum") - \
+        value(before, "hbmon_alert_delivery_lag_seconds_sum") == 42
+    assert value(after, "hbmon_circuit_breaker_state", channel=str(channel["id"])) == 0

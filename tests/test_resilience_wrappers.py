@@ -192,3 +192,11 @@ def test_call_with_retries_gives_up_after_its_attempts():
     with pytest.raises(ConnectionError):
         call_with_retries(down, is_transient=lambda e: True, attempts=3, sleep=lambda s: None)
     assert len(calls) == 3
+
+
+def test_backoff_is_capped_at_the_breaker_recovery_time_retry_after_included():
+    waits = [backoff_seconds(attempt, cap_seconds=30) for attempt in range(1, 20)
+             for _ in range(20)]
+    assert all(0 <= wait <= 30 for wait in waits) and max(waits) > 15
+    assert backoff_seconds(1, retry_after_seconds=20, cap_seconds=30) >= 20
+    assert backoff_seconds(1, retry_after_seconds=3600, cap_seconds=30) == 30

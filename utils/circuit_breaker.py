@@ -56,6 +56,11 @@ class Breaker(CircuitBreaker):
         """Clock seconds when the breaker last opened; None while closed."""
         return None if self._state == STATE_CLOSED else self._opened
 
+    @property
+    def probing(self) -> bool:
+        """A probe is in flight (half-open, its one call reserved)."""
+        return self._probing
+
     def allow(self) -> bool:
         """Reserve one call: always while closed; in half-open, only the single probe."""
         if self._state == STATE_CLOSED:
@@ -147,6 +152,12 @@ class BreakerRegistry:
                                       self._seconds, self.is_failure)
                     self._breakers[name] = breaker
         return breaker
+
+    def not_closed(self) -> dict[str, Breaker]:
+        """The breakers open or half-open now, by name."""
+        with self._lock:
+            breakers = list(self._breakers.items())
+        return {name: breaker for name, breaker in breakers if breaker.state != STATE_CLOSED}
 
     def snapshot(self) -> list[dict[str, Any]]:
         def to_datetime(seconds: float) -> dt.datetime:

@@ -10,14 +10,22 @@ from tenacity import RetryCallState
 T = TypeVar("T")
 
 # Full jitter: a random wait between 0 and min(cap, base * 2**attempt).
-ALERT_BACKOFF = tenacity.wait_random_exponential(multiplier=2, max=600)
+ALERT_BACKOFF_MAX_SECONDS = 600
+ALERT_BACKOFF = tenacity.wait_random_exponential(multiplier=2, max=ALERT_BACKOFF_MAX_SECONDS)
 BLIP_BACKOFF = tenacity.wait_random_exponential(multiplier=0.05, max=0.5)
 
 
 def backoff_seconds(attempt_number: int, retry_after_seconds: float | None = None,
-                    wait: Callable[[RetryCallState], float] = ALERT_BACKOFF) -> float:
-    """How long to wait before attempt `attempt_number + 1`, never sooner than Retry-After."""
-    return max(wait(_state(attempt_number)), retry_after_seconds or 0.0)
+                    wait: Callable[[RetryCallState], float] = ALERT_BACKOFF,
+                    cap_seconds: float | None = None) -> float:
+    """How long to wait before attempt `attempt_number + 1`: full jitter, never sooner than
+    Retry-After, and never longer than `cap_seconds` (a channel's breaker recovery time: an
+    alert's own wait never outlasts it, SPEC §6.4a; a longer Retry-After is honoured up to it)."""
+    if cap_seconds is None:
+        return max(wait(_state(attempt_number)), retry_after_seconds or 0.0)
+    capped = tenacity.wait_random_exponential(
+        multiplier=2, max=min(cap_seconds, ALERT_BACKOFF_MAX_SECONDS))
+    return min(max(capped(_state(attempt_number)), retry_after_seconds or 0.0), cap_seconds)
 
 
 def call_with_retries(func: Callable[..., T], *args: Any, is_transient: Callable[[BaseException], bool],

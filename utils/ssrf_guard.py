@@ -71,6 +71,22 @@ def check_webhook_url(url: str) -> None:
             raise ForbiddenTarget(f"the host {parts.hostname!r} resolves to {reason}")
 
 
+def check_host(host: str, port: int) -> None:
+    """Raise ForbiddenTarget if `host` is, or resolves to, an address we do not send to.
+
+    A host that does not resolve is not refused here (an Apprise URL's host part is often a
+    token or a topic, not a host): sending to it fails on its own.
+    """
+    try:
+        addresses = resolve(host, port)
+    except ForbiddenTarget:
+        return
+    for address in addresses:
+        reason = forbidden_reason(address)
+        if reason:
+            raise ForbiddenTarget(f"the host {host!r} resolves to {reason}")
+
+
 def _check_peer(sock: socket.socket, host: str) -> None:
     address = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
     reason = forbidden_reason(address)

@@ -16,7 +16,7 @@ counts them (migration 0006) is created on the new table after it.
 SQLite keeps its plain table (and the row-wise prune): nothing changes there.
 
 Revision ID: 0011_heartbeat_partitions
-Revises: 0008_incident_response
+Revises: 0009_delivery_liveness
 Create Date: 2026-12-07 09:00:00.000000
 
 """
@@ -25,7 +25,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0011_heartbeat_partitions'
-down_revision = '0008_incident_response'
+down_revision = '0009_delivery_liveness'
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,8 @@ The hosts are in tests/system/deployment.py; the timeline, each step waiting on 
 
 1. The client pings every application through both app hosts in turn.
 2. While the sink holds the first alert, the monitor host dies (SIGKILL); `flask monitor`
-   starts on both app hosts and takes over, the held alert among its work once its lease ends.
+   starts on both app hosts and takes over, the held alert among its work once the dead host
+   has not been seen alive for 10 s (delivery_liveness.py).
 3. app1's link to the database host is cut at the switch: its pings go to its spool. The link
    comes back and app1's monitor replays the spool.
 4. app2 dies (SIGKILL): the client fails over to app1. app2 comes back and replays its spool.
