@@ -27,8 +27,9 @@ from sqlalchemy import select
 from auth import authenticate
 from config import Settings
 from database import db
+from delivery import channel_breaker_name
 from exceptions import Forbidden, Unauthorized
-from models import Alert, ApiKey, Application, ErrorLog, Incident
+from models import Alert, ApiKey, Application, Channel, ErrorLog, Incident
 from monitoring.error_rate import current_error_rate
 from monitoring.health import check_dependencies
 from monitoring.scrubbing import scrub_text
@@ -104,18 +105,10 @@ def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
         "errors": errors,
         "error_rate": current_error_rate(now, settings),
         "dependencies": check_dependencies(settings, now),
+        "breaker_labels": {channel_breaker_name(channel_id): f"channel {name}"
+                           for channel_id, name in db.session.execute(
+                               select(Channel.id, Channel.name))},
     }
-
-
-def age(moment: dt.datetime | None, now: dt.datetime) -> str:
-    """'3 min ago' style, for people; the exact time goes in a title attribute."""
-    if moment is None:
-        return "never"
-    seconds = max(0, int((now - moment).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
 
 
 @dashboard_bp.app_context_processor
@@ -125,14 +118,16 @@ def _template_helpers() -> dict[str, Any]:
 
 @dashboard_bp.get("/")
 def index():
-    if signed_in_key() is None:
+    api_key = signed_in_key()
+    if api_key is None:
         return redirect(url_for("dashboard.login"))
     runtime = current_runtime()
     settings, now = runtime.settings, runtime.clock.now()
     overview = dashboard_overview(settings, now)
-    db.session.rollback()
-    return render_template("dashboard.html", now=now, age=age,
+    page = render_template("dashboard.html", now=now, read_only=api_key.read_only, live=True,
                            refresh_seconds=settings.DASHBOARD_REFRESH_SECONDS, **overview)
+    db.session.rollback()
+    return page
 
 
 @dashboard_bp.get("/login")

@@ -62,6 +62,11 @@ class Batch:
     lease: dt.datetime
 
 
+def channel_breaker_name(channel_id: int) -> str:
+    """The name of a channel's breaker, as /health/dependencies and /metrics show it."""
+    return f"channel:{channel_id}"
+
+
 class Deliverer:
     """Claims due alerts and sends them, a bulkhead per channel kind, a breaker per channel.
 
@@ -95,7 +100,7 @@ class Deliverer:
         self._pass_wanted = threading.Event()  # a slot came free, or wake() was called
 
     def breaker_for(self, channel_id: int) -> Breaker:
-        return self.breakers.get(f"channel:{channel_id}")
+        return self.breakers.get(channel_breaker_name(channel_id))
 
     def dispatch_due(self) -> int:
         """One pass: write outcomes left over, expire (at most once a second), claim what has a
