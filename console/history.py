@@ -23,6 +23,7 @@ from models import Application, Heartbeat, Incident, MaintenanceWindow
 
 RECENT_HEARTBEATS = 200
 MAX_RUNS = 60
+MIN_SLOTS = 30  # a bar is at most a 30th of the chart, however few runs there are
 VIEW_WIDTH = 1000
 # Later entries win where intervals overlap.
 PRIORITY = ("none", "new", "up", "late", "down", "maintenance", "paused")
@@ -57,7 +58,7 @@ def recent_runs(application: Application) -> list[Run]:
 def duration_chart(runs: list[Run], height: int = 160) -> dict[str, Any]:
     """Bars of the runs' durations, scaled to the longest; failed runs marked."""
     longest = max((run.duration_ms for run in runs), default=0) or 1
-    slot = VIEW_WIDTH / max(len(runs), 1)
+    slot = VIEW_WIDTH / max(len(runs), MIN_SLOTS)
     bars = []
     for index, run in enumerate(runs):
         bar_height = max(2.0, (height - 20) * run.duration_ms / longest)
