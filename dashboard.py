@@ -24,6 +24,7 @@ from flask import (
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import select
 
+from applications import status_counts
 from auth import authenticate
 from config import Settings
 from database import db
@@ -80,6 +81,9 @@ def signed_in_key() -> ApiKey | None:
 
 def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """Everything the dashboard shows, read at `now`."""
+    # First: its database probe ends the session's transaction, which would expire (and
+    # reload one by one) every row read before it.
+    dependencies = check_dependencies(settings, now)
     applications = list(db.session.execute(
         select(Application).order_by(Application.name, Application.id)
         .limit(MAX_APPLICATIONS)).scalars())
@@ -93,18 +97,15 @@ def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     errors = list(db.session.execute(
         select(ErrorLog).order_by(ErrorLog.last_seen_at.desc(), ErrorLog.id.desc())
         .limit(RECENT_ERRORS)).scalars())
-    status_counts: dict[str, int] = {}
-    for application in applications:
-        status_counts[application.status] = status_counts.get(application.status, 0) + 1
     return {
         "applications": applications,
-        "status_counts": status_counts,
+        "status_counts": status_counts(),
         "incidents": incidents,
         "alerts": alerts,
         "alert_errors": {alert.id: scrub_text(alert.last_error or "") for alert in alerts},
         "errors": errors,
         "error_rate": current_error_rate(now, settings),
-        "dependencies": check_dependencies(settings, now),
+        "dependencies": dependencies,
         "breaker_labels": {channel_breaker_name(channel_id): f"channel {name}"
                            for channel_id, name in db.session.execute(
                                select(Channel.id, Channel.name))},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -113,19 +114,28 @@ def covering_windows(application: Application, since: dt.datetime,
 def paint(layers: list[tuple[dt.datetime, dt.datetime, str]], since: dt.datetime,
           until: dt.datetime) -> list[Segment]:
     """Non-overlapping segments from [since, until): where intervals overlap the state later in
-    PRIORITY wins; neighbours in one state merge."""
-    clipped = [(max(start, since), min(end, until), state) for start, end, state in layers
-               if end > since and start < until and end > start]
-    points = sorted({since, until, *(start for start, _, _ in clipped),
-                     *(end for _, end, _ in clipped)})
+    PRIORITY wins; neighbours in one state merge. One sweep over the intervals' ends."""
+    events = []
+    for start, end, state in layers:
+        start, end = max(start, since), min(end, until)
+        if end > start:
+            events += [(start, 1, state), (end, -1, state)]
+    events.sort(key=lambda event: event[0])
+    covering: Counter[str] = Counter()
     segments: list[Segment] = []
-    for start, end in zip(points, points[1:]):
-        states = [state for a, b, state in clipped if a <= start and b >= end]
-        state = max(states, key=PRIORITY.index, default="none")
+    moment, index = since, 0
+    while moment < until:
+        while index < len(events) and events[index][0] <= moment:
+            covering[events[index][2]] += events[index][1]
+            index += 1
+        following = min(events[index][0], until) if index < len(events) else until
+        state = max((name for name, count in covering.items() if count > 0),
+                    key=PRIORITY.index, default="none")
         if segments and segments[-1].state == state:
-            segments[-1] = Segment(segments[-1].start, end, state)
+            segments[-1] = Segment(segments[-1].start, following, state)
         else:
-            segments.append(Segment(start, end, state))
+            segments.append(Segment(moment, following, state))
+        moment = following
     return segments
 
 
