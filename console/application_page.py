@@ -22,8 +22,9 @@ application_page_bp = console_blueprint("console_application", "/applications")
 
 LOG_PAGE_SIZE = 50
 INCIDENTS_SHOWN = 20
-TIMELINES = (("24 hours", dt.timedelta(hours=24), dt.timedelta(hours=6)),
-             ("7 days", dt.timedelta(days=7), dt.timedelta(days=1)))
+# (label, span, tick every, tick label)
+TIMELINES = (("24 hours", dt.timedelta(hours=24), dt.timedelta(hours=6), "%H:%M"),
+             ("7 days", dt.timedelta(days=7), dt.timedelta(days=1), "%b %d"))
 
 
 def snippets(ping_url: str, schedule: str) -> dict[str, str]:
@@ -56,9 +57,9 @@ def show(uuid):
         snippets=snippets(ping_url, schedule), badge_svg=badge_svg,
         badge_json=badge_svg[:-len(".svg")] + ".json",
         duration_chart=history.duration_chart(runs),
-        timelines=[(label, history.timeline_chart(
-            history.status_timeline(application, now, span), now, span, tick))
-            for label, span, tick in TIMELINES],
+        timelines=[(label, history.timeline_svg(history.timeline_chart(
+            history.status_timeline(application, now, span), now, span, tick), label, ticks))
+            for label, span, tick, ticks in TIMELINES],
         in_maintenance=bool(request_windows(now).covering(application)),
         snooze=current_snooze(application, now), live=True, **context)
     db.session.rollback()

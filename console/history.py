@@ -6,8 +6,9 @@
   before a missed deadline: the grace time before it opened), the maintenance windows and
   snoozes covering it, and the application's current state — never from every heartbeat.
 
-The geometry of the SVG (rectangles in a 1000-wide view box) is computed here; the templates
-only draw it.
+The SVG itself (rectangles in a 1000-wide view box, each with its time as a tooltip) is
+written here in one pass: a week of incidents is hundreds of rectangles, and a template loop
+over them was most of the page's time.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+from markupsafe import Markup, escape
 from sqlalchemy import or_, select
 
 from database import db
@@ -176,3 +178,25 @@ def timeline_chart(segments: list[Segment], now: dt.datetime, span: dt.timedelta
         ticks.append({"x": round((moment - since).total_seconds() * scale, 2), "at": moment})
         moment -= tick
     return {"width": VIEW_WIDTH, "rects": rects, "ticks": ticks, "since": since}
+
+
+def _minute(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def timeline_svg(chart: dict[str, Any], label: str, tick_format: str) -> Markup:
+    """A timeline as SVG: one rectangle per segment (data-state names it), ticks below."""
+    parts = [f'<svg class="chart timeline" viewBox="0 0 {chart["width"]} 40" role="img" '
+             f'aria-label="Status over the last {escape(label)}">']
+    for rect in chart["rects"]:
+        segment = rect["segment"]
+        parts.append(f'<rect class="seg-{segment.state}" x="{rect["x"]}" y="0" '
+                     f'width="{rect["width"]}" height="24" data-state="{segment.state}">'
+                     f'<title>{segment.state}: {_minute(segment.start)} – '
+                     f'{_minute(segment.end)}</title></rect>')
+    for tick in chart["ticks"]:
+        parts.append(f'<line class="axis" x1="{tick["x"]}" y1="0" x2="{tick["x"]}" y2="28">'
+                     f'</line><text x="{tick["x"]}" y="38" text-anchor="middle">'
+                     f'{tick["at"].strftime(tick_format)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from database import db
+from delivery import channel_breaker_name
 from models import Alert
 from tests.console_helpers import console
 from tests.factories import make_error
@@ -264,3 +265,17 @@ def test_static_assets_and_pages_name_no_other_host(operator, server, applicatio
     hosts = set(re.findall(r'(?:src|href)="(?:https?:)?//([^/"]+)', page))
     assert hosts <= {server.url.split("//")[1]}
     assert 'rel="icon"' in page
+
+
+def test_overview_names_channel_breakers_and_every_pill_has_a_colour(operator, api, runtime):
+    channel = api.post("/api/v1/channels", json={"name": "ops hook", "kind": "webhook",
+                                                  "url": "https://hooks.example.com/x"}).json()
+    runtime.breakers.get(channel_breaker_name(channel["id"]))  # as delivery creates it
+    dependencies = re.search(r'id="dependencies".*?</section>', operator.get("/").text,
+                             re.S).group(0)
+    assert "channel ops hook" in dependencies
+    assert f"channel:{channel['id']}" not in dependencies
+    stylesheet = operator.get("/static/console.css").text
+    base_rule = re.search(r"\.status \{[^}]*\}", stylesheet).group(0)
+    assert "background: var(--new)" in base_rule and "color: #fff" in base_rule
+    assert re.search(r"\.status-empty[ ,]", stylesheet)
