@@ -22,7 +22,7 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from sqlalchemy import select
+from sqlalchemy import case, select
 
 from applications import status_counts
 from auth import authenticate
@@ -38,7 +38,9 @@ from runtime import current_runtime
 
 dashboard_bp = Blueprint("dashboard", __name__)
 
-MAX_APPLICATIONS = 500
+# Those needing attention first; the whole list is the console's /applications.
+MAX_APPLICATIONS = 100
+ATTENTION = {"down": 0, "late": 1}
 MAX_ROWS = 50
 RECENT_ERRORS = 10
 
@@ -85,7 +87,8 @@ def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     # reload one by one) every row read before it.
     dependencies = check_dependencies(settings, now)
     applications = list(db.session.execute(
-        select(Application).order_by(Application.name, Application.id)
+        select(Application).order_by(case(ATTENTION, value=Application.status, else_=2),
+                                     Application.name, Application.id)
         .limit(MAX_APPLICATIONS)).scalars())
     incidents = db.session.execute(
         select(Incident, Application).join(Application)
