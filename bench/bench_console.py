@@ -5,8 +5,8 @@ over the last week, among 10,000 applications. Timed in-process through Flask's 
 signed in (server time: routing, queries, rendering; no network), each page REPEAT times:
 
 - the application's page (status, snippets, run-duration chart, 24 h and 7 day timelines, the
-  heartbeat log's first page, incidents) — against the same page of an application with 10
-  heartbeats, side by side in the same run;
+  heartbeat log's first page, incidents) — against the same page of an application with the
+  same incidents and 10 heartbeats, in the same database, interleaved;
 - the applications list (first page, a status filter, a name search) over 10,000 — against the
   same list over the first 100 applications, in a database of its own, same run.
 
@@ -48,9 +48,9 @@ def application_rows(count: int) -> list[dict]:
 
 
 def fill(count: int, heartbeats: int) -> tuple[str, str]:
-    """`count` applications (a tenth tagged), `heartbeats` for the first one (every second an
-    hour apart a run: start, then ok with its duration), INCIDENTS for it over the last week;
-    SMALL_HEARTBEATS for the second. Returns the two UUIDs."""
+    """`count` applications (a tenth tagged); `heartbeats` for the first one, 30 s apart, every
+    second one the end of a run with its duration; SMALL_HEARTBEATS for the second; INCIDENTS
+    over the last week for both. Returns the two UUIDs."""
     from database import db
     from models import Application, ApplicationTag
     db.session.execute(insert(Application), application_rows(count))
@@ -75,13 +75,14 @@ def fill(count: int, heartbeats: int) -> tuple[str, str]:
         " SELECT gen_random_uuid()::text, :app, 'ok', '', 'ping',"
         " :newest - g * interval '1 minute' FROM generate_series(1, :count) AS g"),
         {"app": small, "count": SMALL_HEARTBEATS, "newest": NOW.replace(tzinfo=None)})
-    db.session.execute(text(
-        "INSERT INTO incidents (application_id, reason, started_at, resolved_at, resolution,"
-        " alerted_at, in_maintenance, escalation_step)"
-        " SELECT :app, 'missed', :now - g * interval '50 minutes',"
-        " :now - g * interval '50 minutes' + interval '10 minutes', 'recovered',"
-        " :now - g * interval '50 minutes', false, 0 FROM generate_series(1, :count) AS g"),
-        {"app": big, "count": INCIDENTS, "now": NOW.replace(tzinfo=None)})
+    for application_id in (big, small):  # the same incidents: the pages differ in heartbeats
+        db.session.execute(text(
+            "INSERT INTO incidents (application_id, reason, started_at, resolved_at, resolution,"
+            " alerted_at, in_maintenance, escalation_step)"
+            " SELECT :app, 'missed', :now - g * interval '50 minutes',"
+            " :now - g * interval '50 minutes' + interval '10 minutes', 'recovered',"
+            " :now - g * interval '50 minutes', false, 0 FROM generate_series(1, :count) AS g"),
+            {"app": application_id, "count": INCIDENTS, "now": NOW.replace(tzinfo=None)})
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE applications, application_tags, heartbeats,"

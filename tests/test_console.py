@@ -279,3 +279,30 @@ def test_overview_names_channel_breakers_and_every_pill_has_a_colour(operator, a
     base_rule = re.search(r"\.status \{[^}]*\}", stylesheet).group(0)
     assert "background: var(--new)" in base_rule and "color: #fff" in base_rule
     assert re.search(r"\.status-empty[ ,]", stylesheet)
+
+
+def test_reminders_escalation_and_dependency_on_the_form(operator, api, application):
+    channel = api.post("/api/v1/channels", json={"name": "pager", "kind": "webhook",
+                                                  "url": "https://hooks.example.com/x"}).json()
+    uuid = application["uuid"]
+    form = {**APPLICATION_FORM, "reminder_interval_seconds": "900", "channels": [channel["id"]],
+            "escalation-0-after": "600", "escalation-0-channels": [channel["id"]],
+            "escalation-1-after": "300", "escalation-1-channels": [channel["id"]],
+            "depends_on": "not-a-uuid"}
+    refused = operator.form(f"/applications/{uuid}/edit", form)
+    assert refused.status_code == 422
+    assert field_error(refused.text, "depends_on")
+    assert "later than the one before" in refused.text
+    cycle = operator.form(f"/applications/{uuid}/edit", {**form, "escalation-1-after": "",
+                                                          "escalation-1-channels": [],
+                                                          "depends_on": uuid})
+    assert cycle.status_code == 422 and field_error(cycle.text, "depends_on")
+    saved = operator.form(f"/applications/{uuid}/edit", {**form, "escalation-1-after": "1200",
+                                                          "depends_on": ""})
+    assert "Saved." in saved.text
+    state = api.get(f"/api/v1/applications/{uuid}").json()
+    assert state["reminder_interval_seconds"] == 900 and state["channels"] == [channel["id"]]
+    assert state["escalation"] == [{"after_seconds": 600, "channels": [channel["id"]]},
+                                   {"after_seconds": 1200, "channels": [channel["id"]]}]
+    again = operator.get(f"/applications/{uuid}/edit").text
+    assert 'value="1200"' in again and 'value="900"' in again
