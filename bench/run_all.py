@@ -21,7 +21,8 @@ def main() -> int:
             ["bench_ingest.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
             ["bench_memory.py"] + (["--heartbeats", "50000"] if args.quick else []),
             ["heartbeat_size.py"] + (["--heartbeats", "100000"] if args.quick else []),
-            ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else [])]
+            ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else []),
+            ["bench_console.py"]]
     results: list[str] = []
     failed = False
     for script, *options in runs:

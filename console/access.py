@@ -36,6 +36,13 @@ def guard():
     return None
 
 
+def refuse_read_only() -> None:
+    """For the pages that are only a form for a change: a read-only session is not offered
+    them either."""
+    if g.console_key.read_only:
+        raise Forbidden("This session signed in with a read-only key: it changes nothing.")
+
+
 def page_context() -> dict[str, Any]:
     """What the shared layout needs on every console page."""
     runtime = current_runtime()

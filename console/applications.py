@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 import applications
 import channels
 import maintenance
-from console.access import console_blueprint, now, page_context
+from console.access import console_blueprint, now, page_context, refuse_read_only
 from console.forms import Errors, attempt, checked_ids, load, number, words
 from database import db
 from dependencies import depends_on_uuid
@@ -132,6 +132,7 @@ def _form_page(values: dict[str, Any], errors: Errors, application: Application 
 
 @applications_bp.get("/new")
 def new():
+    refuse_read_only()
     return _form_page(NEW_VALUES, {}, None)
 
 
@@ -150,6 +151,7 @@ def create():
 
 @applications_bp.get("/<uuid:uuid>/edit")
 def edit(uuid):
+    refuse_read_only()
     application = applications.get_application(str(uuid))
     return _form_page(application_values(application), {}, application)
 

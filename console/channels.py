@@ -8,7 +8,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 import channels
-from console.access import console_blueprint, now, page_context
+from console.access import console_blueprint, now, page_context, refuse_read_only
 from console.forms import Errors, attempt, load, words
 from database import db
 from delivery import channel_breaker_name
@@ -89,6 +89,7 @@ def index():
 
 @channels_bp.get("/new")
 def new():
+    refuse_read_only()
     kind = request.args.get("kind", "webhook")
     kind = kind if kind in CHANNEL_KINDS else "webhook"
     return _page(None, kind, {}, {})

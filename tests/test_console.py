@@ -122,6 +122,8 @@ def test_read_only_session_sees_everything_offered_nothing_refused_changes(
         assert 'id="read-only"' in page.text
     assert len(re.findall(r'<form[^>]*method="post"', operator.get(
         f"/applications/{uuid}").text)) > 2
+    for path in ("/applications/new", f"/applications/{uuid}/edit", "/channels/new"):
+        assert_envelope(reader.get(path), 403, "FORBIDDEN")  # pages that are only a form
     for path, data in ((f"/applications/{uuid}/pause", {}), ("/applications/new",
                        APPLICATION_FORM), (f"/errors/{error_id}/resolve", {})):
         assert_envelope(reader.form(path, data), 403, "FORBIDDEN")
