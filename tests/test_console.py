@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from html.parser import HTMLParser
 
 import pytest
 
@@ -308,3 +309,45 @@ def test_reminders_escalation_and_dependency_on_the_form(operator, api, applicat
                                    {"after_seconds": 1200, "channels": [channel["id"]]}]
     again = operator.get(f"/applications/{uuid}/edit").text
     assert 'value="1200"' in again and 'value="900"' in again
+
+
+class Controls(HTMLParser):
+    """Form controls of a page, and whether each has a label (for=, wrapping, or aria-label)."""
+
+    def __init__(self):
+        super().__init__()
+        self.label_for: set[str] = set()
+        self.inside_label = 0
+        self.controls: list[tuple[str, bool, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "label":
+            self.inside_label += 1
+            if attributes.get("for"):
+                self.label_for.add(attributes["for"])
+        elif tag in ("input", "select", "textarea") and attributes.get("type") not in (
+                "hidden", "submit", "button"):
+            self.controls.append((attributes.get("name", ""), self.inside_label > 0 or
+                                  "aria-label" in attributes, attributes.get("id")))
+
+    def handle_endtag(self, tag):
+        if tag == "label":
+            self.inside_label -= 1
+
+    def unlabelled(self) -> list[str]:
+        return [name for name, wrapped, element_id in self.controls
+                if not wrapped and element_id not in self.label_for]
+
+
+def test_every_form_control_has_a_label(operator, api, application):
+    api.post("/api/v1/channels", json={"name": "hook", "kind": "webhook",
+                                       "url": "https://hooks.example.com/x"})
+    pages = ["/applications", "/applications/new", f"/applications/{application['uuid']}",
+             f"/applications/{application['uuid']}/edit", "/channels/new?kind=webhook",
+             "/channels/new?kind=email", "/channels/1", "/maintenance", "/incidents"]
+    for path in pages:
+        controls = Controls()
+        controls.feed(operator.get(path).text)
+        assert controls.controls or path == "/incidents", path
+        assert controls.unlabelled() == [], path

@@ -164,6 +164,12 @@ def test_operator_day(app, server, api, anonymous, chromium, clock, runtime, sin
     wait(browser, lambda driver: driver.find_element(By.ID, "ping-url"))
     assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(browser, "console-phone.png", tmp_path, TALL_PHONE)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    for path in ("/applications", "/applications/new", "/alerts", "/channels/new"):
+        browser.get(url + path)
+        wait(browser, lambda driver: driver.find_element(By.ID, "content"))
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth") <= PHONE["width"], path
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     # A webhook channel, and a test sent through it.
