@@ -43,7 +43,8 @@ def application_rows(count: int) -> list[dict]:
              "status": statuses[n % len(statuses)],
              "last_heartbeat_at": NOW - dt.timedelta(minutes=10),
              "next_deadline_at": NOW + dt.timedelta(minutes=50),
-             "next_check_at": NOW + dt.timedelta(minutes=50), "created_at": NOW - dt.timedelta(days=30),
+             "next_check_at": NOW + dt.timedelta(minutes=50),
+             "created_at": NOW - dt.timedelta(days=30),
              "updated_at": NOW} for n in range(count)]
 
 

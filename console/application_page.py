@@ -21,6 +21,8 @@ from utils.request_input import query_args
 application_page_bp = console_blueprint("console_application", "/applications")
 
 LOG_PAGE_SIZE = 50
+SNOOZE_CHOICES = ((15, "15 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "24 hours"),
+                  (10080, "7 days"))
 INCIDENTS_SHOWN = 20
 # (label, span, tick every, tick label)
 TIMELINES = (("24 hours", dt.timedelta(hours=24), dt.timedelta(hours=6), "%H:%M"),
@@ -61,7 +63,8 @@ def show(uuid):
             history.status_timeline(application, now, span), now, span, tick), label, ticks))
             for label, span, tick, ticks in TIMELINES],
         in_maintenance=bool(request_windows(now).covering(application)),
-        snooze=current_snooze(application, now), live=True, **context)
+        snooze=current_snooze(application, now), snooze_choices=SNOOZE_CHOICES, live=True,
+        **context)
     db.session.rollback()
     return page
 

@@ -23,8 +23,6 @@ applications_bp = console_blueprint("console_applications", "/applications")
 
 PAGE_SIZE = 50
 ESCALATION_ROWS = 3
-SNOOZE_CHOICES = ((15, "15 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "24 hours"),
-                  (10080, "7 days"))
 
 
 @applications_bp.get("")
@@ -63,6 +61,10 @@ def form_values(form: MultiDict) -> dict[str, Any]:
     return values
 
 
+def text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def application_values(application: Application) -> dict[str, Any]:
     """An application as its edit form shows it."""
     steps = application.escalation or []
@@ -70,7 +72,6 @@ def application_values(application: Application) -> dict[str, Any]:
                    "channels": [str(channel) for channel in step["channels"]]}
                   for step in steps]
     escalation += [{"after_seconds": "", "channels": []}] * (ESCALATION_ROWS - len(escalation))
-    text = lambda value: "" if value is None else str(value)  # noqa: E731
     return {"name": application.name, "slug": text(application.slug),
             "description": application.description, "tags": " ".join(application.tags),
             "schedule": "cron" if application.cron else "period",

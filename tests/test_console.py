@@ -162,7 +162,7 @@ def test_application_page_shows_runs_log_bodies_and_timeline(operator, api, anon
     page = operator.get(f"/applications/{uuid}").text
     assert "3.0 s, 7.0 s, 5.0 s" in page
     assert len(re.findall(r'<rect class="bar-ok"', page)) == 3
-    assert f'value="http://127.0.0.1' in page and f"/ping/{uuid}/start" in page
+    assert 'value="http://127.0.0.1' in page and f"/ping/{uuid}/start" in page
     assert "curl -fsS" in page
     bodies = re.findall(rf'href="(/applications/{uuid}/heartbeats/[0-9a-f-]+)"', page)
     assert len(bodies) == 4
