@@ -15,6 +15,8 @@ from badges import badges_bp
 from channel_audit import ChannelAudit
 from cli import register_cli
 from config import INSTANCE_DIR, Settings
+from console import register_console
+from console.formatting import install_formatting
 from dashboard import DashboardSessions, dashboard_bp
 from database import db, engine_options, install_io_timeout, migrate
 from delivery import Deliverer
@@ -89,6 +91,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (ping_bp, api_bp, errors_bp, monitoring_bp, docs_bp, dashboard_bp, ack_bp):
         app.register_blueprint(blueprint)
     register_healthchecks_api(app)
+    register_console(app)
+    install_formatting(app)
     app.register_blueprint(badges_bp)
     _install_request_hooks(app)
     instrument_requests(app)

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from channels import channels_by_ids, list_channels
@@ -169,14 +169,18 @@ def _check_channels(channel_ids: list[int], field: str) -> None:
 
 
 def list_applications(status: str | None, tag: str | None, limit: int,
-                      cursor: str | None) -> tuple[list[Application], str | None]:
-    """Applications in the order they were created."""
+                      cursor: str | None, name_contains: str | None = None,
+                      ) -> tuple[list[Application], str | None]:
+    """Applications in the order they were created; `name_contains` searches names (any case)."""
     query = select(Application)
     if status:
         query = query.where(Application.status == status)
     if tag:
         query = query.where(Application.id.in_(
             select(ApplicationTag.application_id).where(ApplicationTag.tag == tag)))
+    if name_contains:
+        query = query.where(func.lower(Application.name).contains(name_contains.lower(),
+                                                                  autoescape=True))
     return paginate(query, [Application.id], limit, cursor, scope="applications",
                     descending=False)
 
@@ -189,6 +193,18 @@ def list_heartbeats(uuid: str, limit: int,
     rows, next_cursor = paginate(query, [Heartbeat.received_at, Heartbeat.id], limit, cursor,
                                  scope="heartbeats")
     return [heartbeat_view(application.uuid, row) for row in rows], next_cursor
+
+
+def status_counts() -> dict[str, int]:
+    """How many applications are in each status (one indexed GROUP BY)."""
+    return dict(db.session.execute(
+        select(Application.status, func.count()).group_by(Application.status)).all())
+
+
+def known_tags() -> list[str]:
+    """Every tag in use, sorted."""
+    return list(db.session.execute(
+        select(ApplicationTag.tag).distinct().order_by(ApplicationTag.tag)).scalars())
 
 
 def pause_application(uuid: str, now: dt.datetime) -> Application:

@@ -22,13 +22,15 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from sqlalchemy import select
+from sqlalchemy import case, select
 
+from applications import status_counts
 from auth import authenticate
 from config import Settings
 from database import db
+from delivery import channel_breaker_name
 from exceptions import Forbidden, Unauthorized
-from models import Alert, ApiKey, Application, ErrorLog, Incident
+from models import Alert, ApiKey, Application, Channel, ErrorLog, Incident
 from monitoring.error_rate import current_error_rate
 from monitoring.health import check_dependencies
 from monitoring.scrubbing import scrub_text
@@ -36,7 +38,9 @@ from runtime import current_runtime
 
 dashboard_bp = Blueprint("dashboard", __name__)
 
-MAX_APPLICATIONS = 500
+# Those needing attention first; the whole list is the console's /applications.
+MAX_APPLICATIONS = 100
+ATTENTION = {"down": 0, "late": 1}
 MAX_ROWS = 50
 RECENT_ERRORS = 10
 
@@ -79,8 +83,12 @@ def signed_in_key() -> ApiKey | None:
 
 def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """Everything the dashboard shows, read at `now`."""
+    # First: its database probe ends the session's transaction, which would expire (and
+    # reload one by one) every row read before it.
+    dependencies = check_dependencies(settings, now)
     applications = list(db.session.execute(
-        select(Application).order_by(Application.name, Application.id)
+        select(Application).order_by(case(ATTENTION, value=Application.status, else_=2),
+                                     Application.name, Application.id)
         .limit(MAX_APPLICATIONS)).scalars())
     incidents = db.session.execute(
         select(Incident, Application).join(Application)
@@ -92,30 +100,19 @@ def dashboard_overview(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     errors = list(db.session.execute(
         select(ErrorLog).order_by(ErrorLog.last_seen_at.desc(), ErrorLog.id.desc())
         .limit(RECENT_ERRORS)).scalars())
-    status_counts: dict[str, int] = {}
-    for application in applications:
-        status_counts[application.status] = status_counts.get(application.status, 0) + 1
     return {
         "applications": applications,
-        "status_counts": status_counts,
+        "status_counts": status_counts(),
         "incidents": incidents,
         "alerts": alerts,
         "alert_errors": {alert.id: scrub_text(alert.last_error or "") for alert in alerts},
         "errors": errors,
         "error_rate": current_error_rate(now, settings),
-        "dependencies": check_dependencies(settings, now),
+        "dependencies": dependencies,
+        "breaker_labels": {channel_breaker_name(channel_id): f"channel {name}"
+                           for channel_id, name in db.session.execute(
+                               select(Channel.id, Channel.name))},
     }
-
-
-def age(moment: dt.datetime | None, now: dt.datetime) -> str:
-    """'3 min ago' style, for people; the exact time goes in a title attribute."""
-    if moment is None:
-        return "never"
-    seconds = max(0, int((now - moment).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
 
 
 @dashboard_bp.app_context_processor
@@ -125,14 +122,16 @@ def _template_helpers() -> dict[str, Any]:
 
 @dashboard_bp.get("/")
 def index():
-    if signed_in_key() is None:
+    api_key = signed_in_key()
+    if api_key is None:
         return redirect(url_for("dashboard.login"))
     runtime = current_runtime()
     settings, now = runtime.settings, runtime.clock.now()
     overview = dashboard_overview(settings, now)
-    db.session.rollback()
-    return render_template("dashboard.html", now=now, age=age,
+    page = render_template("dashboard.html", now=now, read_only=api_key.read_only, live=True,
                            refresh_seconds=settings.DASHBOARD_REFRESH_SECONDS, **overview)
+    db.session.rollback()
+    return page
 
 
 @dashboard_bp.get("/login")

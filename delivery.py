@@ -54,7 +54,8 @@ SLOT_BATCH = 16  # alerts of one channel a delivery slot sends in turn before it
 BATCHES_PER_SLOT = 2
 
 
-def breaker_name(channel_id: int) -> str:
+def channel_breaker_name(channel_id: int) -> str:
+    """The name of a channel's breaker, as /health/dependencies and /metrics show it."""
     return f"channel:{channel_id}"
 
 
@@ -115,7 +116,7 @@ class Deliverer:
         self._pass_wanted = threading.Event()  # a slot came free, or wake() was called
 
     def breaker_for(self, channel_id: int) -> Breaker:
-        return self.breakers.get(breaker_name(channel_id))
+        return self.breakers.get(channel_breaker_name(channel_id))
 
     def dispatch_due(self) -> int:
         """One pass: write outcomes left over, expire (at most once a second), claim what has a

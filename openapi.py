@@ -95,6 +95,59 @@ HEALTHCHECKS_API = ("Healthchecks' management API, as its documentation describe
                     "and `channels`.")
 
 
+CONSOLE_FORM = ("A console form (application/x-www-form-urlencoded) with the session's "
+                "`csrf_token`; a read-only session, or a POST without the token, gets 403. "
+                "Fields as the API's schema of the same change.")
+# The operator console (SPEC §10, console/): HTML pages of a signed-in browser session.
+CONSOLE_PAGES = (
+    ("/applications", "Applications: list, filter by status and tag, search by name"),
+    ("/applications/new", "New application form"),
+    ("/applications/<uuid:uuid>", "One application: status, ping URL, runs, timelines, log"),
+    ("/applications/<uuid:uuid>/edit", "Edit application form"),
+    ("/applications/<uuid:uuid>/delete", "Confirm deleting an application"),
+    ("/applications/<uuid:uuid>/heartbeats/<uuid:heartbeat_uuid>", "One heartbeat and its body"),
+    ("/incidents", "Incidents of every application"),
+    ("/alerts", "Alerts: queue and history"),
+    ("/alerts/<int:alert_id>", "One alert with its delivery attempts"),
+    ("/channels", "Channels and their breakers"),
+    ("/channels/new", "New channel form (per kind)"),
+    ("/channels/<int:channel_id>", "One channel: breaker, test, edit form"),
+    ("/maintenance", "Maintenance windows, and the form to create one"),
+    ("/errors", "The error log"),
+    ("/errors/<int:error_id>", "One error with its stack trace"),
+)
+CONSOLE_ACTIONS = (
+    ("/applications/new", "Create an application"),
+    ("/applications/<uuid:uuid>/edit", "Change an application"),
+    ("/applications/<uuid:uuid>/pause", "Pause an application"),
+    ("/applications/<uuid:uuid>/resume", "Resume an application"),
+    ("/applications/<uuid:uuid>/snooze", "Snooze an application (`minutes`)"),
+    ("/applications/<uuid:uuid>/snooze/end", "End an application's snooze"),
+    ("/applications/<uuid:uuid>/delete", "Delete an application"),
+    ("/incidents/<int:incident_id>/acknowledge", "Acknowledge an incident"),
+    ("/alerts/<int:alert_id>/retry", "Re-queue a dead or failed alert"),
+    ("/channels/new", "Create a channel"),
+    ("/channels/<int:channel_id>", "Change a channel"),
+    ("/channels/<int:channel_id>/test", "Send a test alert; the page shows its outcome"),
+    ("/channels/<int:channel_id>/delete", "Delete a channel"),
+    ("/maintenance/new", "Create a maintenance window"),
+    ("/maintenance/<int:window_id>/end", "End a maintenance window now"),
+    ("/maintenance/<int:window_id>/delete", "Delete a maintenance window"),
+    ("/errors/<int:error_id>/resolve", "Resolve an error"),
+)
+
+
+def console_operations() -> list[Operation]:
+    pages = [Operation(path, "get", summary, "console", {200: HTML, 302: REDIRECT},
+                       errors=(404,), needs_key=False) for path, summary in CONSOLE_PAGES]
+    actions = [Operation(path, "post", summary, "console",
+                         {302: REDIRECT, 200: HTML, 422: HTML},
+                         body="application/x-www-form-urlencoded", errors=(403, 404),
+                         needs_key=False, description=CONSOLE_FORM)
+               for path, summary in CONSOLE_ACTIONS]
+    return pages + actions
+
+
 def healthchecks_operations(version: int) -> list[Operation]:
     """Healthchecks' API under /api/v<version>/ (healthchecks_api.py)."""
     prefix, tag = f"/api/v{version}", f"healthchecks-v{version}"
@@ -316,6 +369,7 @@ OPERATIONS: list[Operation] = [
     Operation("/logout", "post", "Sign out", "dashboard", {302: REDIRECT},
               body="application/x-www-form-urlencoded", errors=(403,), needs_key=False,
               description="Form field `csrf_token`."),
+    *console_operations(),
 ]
 
 _RULE_PARAMETER = re.compile(

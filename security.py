@@ -8,9 +8,11 @@ from __future__ import annotations
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-# The dashboard and docs pages use one inline stylesheet and no script at all.
-HTML_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+# The console's pages load their stylesheet, script and icon from this host only; the script
+# reads pages of this host (live refresh) and nothing else.
+HTML_POLICY = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+               "base-uri 'none'")
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 

@@ -26,7 +26,8 @@ def main() -> int:
             ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else []),
             ["bench_partitions.py"] + (["--day-heartbeats", "1000000", "--batches", "500",
                                         "--rounds", "2", "--row-wise", "50000"]
-                                       if args.quick else [])]
+                                       if args.quick else []),
+            ["bench_console.py"]]
     results: list[str] = []
     failed = False
     for script, *options in runs:

@@ -157,7 +157,7 @@ def test_the_migration_moves_existing_heartbeats_into_partitions(postgres_databa
     app = create_app({"DATABASE_URL": url, "MONITOR_ENABLED": False, "LOG_FORMAT": "text"})
     try:
         with app.app_context():
-            upgrade(revision="0008_incident_response")
+            upgrade(revision="0009_delivery_liveness")
             db.session.execute(text(
                 "INSERT INTO applications (uuid, name, description, timezone, grace_seconds,"
                 " failure_threshold, consecutive_failures, status, manual_resume, methods,"
@@ -187,7 +187,7 @@ def test_the_migration_moves_existing_heartbeats_into_partitions(postgres_databa
             assert db.session.execute(select(Heartbeat.id).where(
                 Heartbeat.uuid == "h3")).scalar_one() == 4  # the ids go on
             db.session.commit()
-            downgrade(revision="0008_incident_response")
+            downgrade(revision="0009_delivery_liveness")
             assert db.session.execute(text("SELECT count(*) FROM heartbeats")).scalar() == 4
             db.session.commit()
     finally:

@@ -353,7 +353,9 @@ def test_every_answer_carries_security_headers(server, api):
         assert headers["Referrer-Policy"] == "no-referrer", name
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], name
     html_policy = answers["html"].headers["Content-Security-Policy"]
-    assert "script-src" not in html_policy and "default-src 'none'" in html_policy
+    # The console's script and stylesheet come from this host only; nothing inline runs.
+    assert "script-src 'self';" in html_policy and "default-src 'none'" in html_policy
+    assert "unsafe-inline" not in html_policy and "connect-src 'self';" in html_policy
     assert answers["html"].headers["Cache-Control"] == "no-store"
 
 
