@@ -37,8 +37,8 @@ from monitoring.error_tracking import prune_resolved_errors
 from monitoring.http_metrics import instrument_requests
 from monitoring.logging_config import configure_logging
 from monitoring.sentry import init_sentry
-from monitoring.views import errors_bp, monitoring_bp
 from openapi import docs_bp
+from operations_api import errors_bp, monitoring_bp
 from operator_alerts import check_error_rate
 from outage import close_outage_gap, record_alive
 from rate_limits import init_rate_limits

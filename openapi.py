@@ -16,7 +16,10 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, render_template
 from marshmallow import Schema
 
+import alert_schemas as alerting
 import healthchecks_schemas as healthchecks
+import incident_schemas as incidents
+import operations_schemas
 import schemas
 
 OPENAPI_VERSION = "3.0.3"
@@ -38,8 +41,8 @@ ERROR_CODES = {
 }
 # PATCH bodies: any subset of the fields; an application's UUID cannot be changed.
 APPLICATION_CHANGE = schemas.ApplicationInSchema(partial=True, exclude=("uuid",))
-CHANNEL_CHANGE = schemas.ChannelInSchema(partial=True)
-MAINTENANCE_WINDOW_CHANGE = schemas.MaintenanceWindowInSchema(partial=True)
+CHANNEL_CHANGE = alerting.ChannelInSchema(partial=True)
+MAINTENANCE_WINDOW_CHANGE = incidents.MaintenanceWindowInSchema(partial=True)
 # Every endpoint can answer these.
 COMMON_ERRORS = (405, 413, 429, 500, 503)
 API_ERRORS = (401, 403)
@@ -239,75 +242,75 @@ OPERATIONS: list[Operation] = [
               errors=(400, 404, 422)),
     Operation("/api/v1/applications/<uuid>/incidents", "get",
               "List an application's incidents, newest first", "applications",
-              {200: _json(schemas.IncidentPageSchema)}, query=schemas.PageQuerySchema,
+              {200: _json(incidents.IncidentPageSchema)}, query=schemas.PageQuerySchema,
               errors=(400, 404, 422)),
     # Channels (§4).
     Operation("/api/v1/channels", "get", "List channels", "channels",
-              {200: _json(schemas.ChannelListSchema)}),
+              {200: _json(alerting.ChannelListSchema)}),
     Operation("/api/v1/channels", "post", "Create a channel", "channels",
-              {201: _json(schemas.ChannelOutSchema, "Created")}, body=schemas.ChannelInSchema,
+              {201: _json(alerting.ChannelOutSchema, "Created")}, body=alerting.ChannelInSchema,
               errors=(400, 415, 422)),
     Operation("/api/v1/channels/<int:channel_id>", "get", "Get a channel", "channels",
-              {200: _json(schemas.ChannelOutSchema)}, errors=(404,)),
+              {200: _json(alerting.ChannelOutSchema)}, errors=(404,)),
     Operation("/api/v1/channels/<int:channel_id>", "patch", "Change a channel", "channels",
-              {200: _json(schemas.ChannelOutSchema)}, body=CHANNEL_CHANGE,
+              {200: _json(alerting.ChannelOutSchema)}, body=CHANNEL_CHANGE,
               errors=(400, 404, 415, 422), description="Send any subset of the fields."),
     Operation("/api/v1/channels/<int:channel_id>", "delete", "Delete a channel", "channels",
               {204: {"description": "Deleted"}}, errors=(404,)),
     Operation("/api/v1/channels/<int:channel_id>/test", "post",
               "Send a test alert and report the outcome", "channels",
-              {200: _json(schemas.ChannelTestResultSchema)}, errors=(404,)),
+              {200: _json(alerting.ChannelTestResultSchema)}, errors=(404,)),
     # Alerts (§4).
     Operation("/api/v1/alerts", "get", "List alerts", "alerts",
-              {200: _json(schemas.AlertPageSchema)}, query=schemas.AlertListQuerySchema,
+              {200: _json(alerting.AlertPageSchema)}, query=alerting.AlertListQuerySchema,
               errors=(422,)),
     Operation("/api/v1/alerts/<int:alert_id>", "get", "Get an alert with its delivery attempts",
-              "alerts", {200: _json(schemas.AlertDetailSchema)}, errors=(404,)),
+              "alerts", {200: _json(alerting.AlertDetailSchema)}, errors=(404,)),
     Operation("/api/v1/alerts/<int:alert_id>/retry", "post", "Re-queue a dead alert", "alerts",
-              {200: _json(schemas.AlertOutSchema)}, errors=(404, 409)),
+              {200: _json(alerting.AlertOutSchema)}, errors=(404, 409)),
     # Incident response and noise control (§8).
     Operation("/api/v1/incidents", "get",
               "List incidents of every application, newest first", "incidents",
-              {200: _json(schemas.IncidentPageSchema)}, query=schemas.IncidentListQuerySchema,
+              {200: _json(incidents.IncidentPageSchema)}, query=incidents.IncidentListQuerySchema,
               errors=(400, 422),
               description="`state`: `open` (not acknowledged), `acknowledged` or `resolved`."),
     Operation("/api/v1/incidents/<int:incident_id>", "get", "Get an incident", "incidents",
-              {200: _json(schemas.IncidentOutSchema)}, errors=(404,)),
+              {200: _json(incidents.IncidentOutSchema)}, errors=(404,)),
     Operation("/api/v1/incidents/<int:incident_id>/acknowledge", "post",
               "Acknowledge an incident: no more reminders or escalation", "incidents",
-              {200: _json(schemas.IncidentOutSchema)}, body=schemas.AcknowledgeInSchema,
+              {200: _json(incidents.IncidentOutSchema)}, body=incidents.AcknowledgeInSchema,
               errors=(400, 404, 409, 415, 422),
               description="The body (`{\"note\"}`) is optional. Acknowledging again changes "
                           "nothing; a resolved incident answers 409."),
     Operation("/api/v1/applications/<uuid>/snooze", "post",
               "Snooze an application: hold its alerts until a moment", "incidents",
-              {200: _json(schemas.ApplicationOutSchema)}, body=schemas.SnoozeInSchema,
+              {200: _json(schemas.ApplicationOutSchema)}, body=incidents.SnoozeInSchema,
               errors=(400, 404, 415, 422),
               description="A maintenance window for this application from now until `until`."),
     Operation("/api/v1/applications/<uuid>/snooze", "delete", "End an application's snooze",
               "incidents", {200: _json(schemas.ApplicationOutSchema)}, errors=(400, 404)),
     Operation("/api/v1/maintenance-windows", "get", "List maintenance windows, newest first",
-              "maintenance", {200: _json(schemas.MaintenanceWindowPageSchema)},
-              query=schemas.MaintenanceWindowListQuerySchema, errors=(400, 422)),
+              "maintenance", {200: _json(incidents.MaintenanceWindowPageSchema)},
+              query=incidents.MaintenanceWindowListQuerySchema, errors=(400, 422)),
     Operation("/api/v1/maintenance-windows", "post", "Create a maintenance window",
-              "maintenance", {201: _json(schemas.MaintenanceWindowOutSchema, "Created")},
-              body=schemas.MaintenanceWindowInSchema, errors=(400, 415, 422),
+              "maintenance", {201: _json(incidents.MaintenanceWindowOutSchema, "Created")},
+              body=incidents.MaintenanceWindowInSchema, errors=(400, 415, 422),
               description="One-off (`starts_at`, `ends_at`) or recurring (`cron`, `timezone`, "
                           "`duration_seconds`); scoped by `applications` and/or `tags` "
                           "(neither: every application)."),
     Operation("/api/v1/maintenance-windows/<int:window_id>", "get",
               "Get a maintenance window", "maintenance",
-              {200: _json(schemas.MaintenanceWindowOutSchema)}, errors=(404,)),
+              {200: _json(incidents.MaintenanceWindowOutSchema)}, errors=(404,)),
     Operation("/api/v1/maintenance-windows/<int:window_id>", "patch",
               "Change a maintenance window", "maintenance",
-              {200: _json(schemas.MaintenanceWindowOutSchema)}, body=MAINTENANCE_WINDOW_CHANGE,
+              {200: _json(incidents.MaintenanceWindowOutSchema)}, body=MAINTENANCE_WINDOW_CHANGE,
               errors=(400, 404, 415, 422), description="Send any subset of the fields."),
     Operation("/api/v1/maintenance-windows/<int:window_id>", "delete",
               "Delete a maintenance window", "maintenance", {204: {"description": "Deleted"}},
               errors=(404,)),
     Operation("/api/v1/maintenance-windows/<int:window_id>/end", "post",
               "End the occurrence of a window in force now", "maintenance",
-              {200: _json(schemas.MaintenanceWindowOutSchema)}, errors=(404,),
+              {200: _json(incidents.MaintenanceWindowOutSchema)}, errors=(404,),
               description="A one-off window ends now; a recurring one goes on from its next "
                           "fire."),
     Operation("/acknowledge/<token>", "get", "Acknowledgement page of an alert's link",
@@ -323,22 +326,22 @@ OPERATIONS: list[Operation] = [
     Operation("/api/v1/errors", "get", "List error records, newest first (or export CSV)",
               "errors", {200: {"description": "A page of records, or CSV with ?format=csv",
                                "content": {"application/json": {
-                                   "schema": schemas.ErrorLogPageSchema},
+                                   "schema": operations_schemas.ErrorLogPageSchema},
                                    "text/csv": {"schema": {"type": "string"}}}}},
-              query=schemas.ErrorListQuerySchema, errors=(422,),
+              query=operations_schemas.ErrorListQuerySchema, errors=(422,),
               description="`since`/`until` select records that occurred within the range."),
     Operation("/api/v1/errors/stats", "get", "Error totals and the current error rate",
-              "errors", {200: _json(schemas.ErrorStatsSchema)}),
+              "errors", {200: _json(operations_schemas.ErrorStatsSchema)}),
     Operation("/api/v1/errors/<int:error_id>", "get", "Get an error record with its trace",
-              "errors", {200: _json(schemas.ErrorLogDetailSchema)}, errors=(404,)),
+              "errors", {200: _json(operations_schemas.ErrorLogDetailSchema)}, errors=(404,)),
     Operation("/api/v1/errors/<int:error_id>/resolve", "post", "Mark an error resolved",
-              "errors", {200: _json(schemas.ErrorLogDetailSchema)}, errors=(404,)),
+              "errors", {200: _json(operations_schemas.ErrorLogDetailSchema)}, errors=(404,)),
     # Watching itself (§6.7).
     Operation("/health", "get", "Liveness and summary", "service",
-              {200: _json(schemas.HealthSchema, "ok or degraded"),
-               503: _json(schemas.HealthSchema, "down")}, needs_key=False),
+              {200: _json(operations_schemas.HealthSchema, "ok or degraded"),
+               503: _json(operations_schemas.HealthSchema, "down")}, needs_key=False),
     Operation("/health/dependencies", "get", "Health of each dependency", "service",
-              {200: _json(schemas.DependenciesSchema)}, needs_key=False),
+              {200: _json(operations_schemas.DependenciesSchema)}, needs_key=False),
     Operation("/metrics", "get", "Prometheus metrics", "service",
               {200: _media("text/plain", "Prometheus text exposition")}, needs_key=False),
     Operation("/openapi.json", "get", "This document", "service",
@@ -413,7 +416,7 @@ def _operation_spec(operation: Operation) -> dict[str, Any]:
         errors |= set(API_ERRORS)
         spec["security"] = [{"bearer": []}, {"apiKey": []}]
     for status in sorted(errors):
-        responses.setdefault(str(status), _json(schemas.ErrorEnvelopeSchema,
+        responses.setdefault(str(status), _json(operations_schemas.ErrorEnvelopeSchema,
                                                 ERROR_CODES[status]))
     spec["responses"] = responses
     return spec
@@ -425,7 +428,7 @@ def build_openapi(title: str = "Heartbeat Monitor") -> dict[str, Any]:
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Watches cron jobs and services through heartbeats. "
                                         "Every error is the envelope `ErrorEnvelope`."})
-    spec.components.schema("ErrorEnvelope", schema=schemas.ErrorEnvelopeSchema)
+    spec.components.schema("ErrorEnvelope", schema=operations_schemas.ErrorEnvelopeSchema)
     spec.components.schema("ApplicationChange", schema=APPLICATION_CHANGE)
     spec.components.schema("ChannelChange", schema=CHANNEL_CHANGE)
     spec.components.schema("MaintenanceWindowChange", schema=MAINTENANCE_WINDOW_CHANGE)

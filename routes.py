@@ -30,33 +30,16 @@ from ingest.signals import (
 )
 from ingest.slug_routes import accept_slug_ping
 from runtime import current_runtime
-from schemas import (
-    AcknowledgeInSchema,
-    AlertDetailSchema,
-    AlertListQuerySchema,
-    AlertOutSchema,
-    AlertPageSchema,
-    ApplicationInSchema,
-    ApplicationListQuerySchema,
-    ApplicationOutSchema,
-    ApplicationPageSchema,
-    ChannelInSchema,
-    ChannelListSchema,
-    ChannelOutSchema,
-    ChannelTestResultSchema,
-    HeartbeatInSchema,
-    HeartbeatOutSchema,
-    HeartbeatPageSchema,
-    IncidentListQuerySchema,
-    IncidentOutSchema,
-    IncidentPageSchema,
-    MaintenanceWindowInSchema,
-    MaintenanceWindowListQuerySchema,
-    MaintenanceWindowOutSchema,
-    MaintenanceWindowPageSchema,
-    PageQuerySchema,
-    SnoozeInSchema,
-)
+from alert_schemas import (AlertDetailSchema, AlertListQuerySchema, AlertOutSchema, AlertPageSchema,
+                           ChannelInSchema, ChannelListSchema, ChannelOutSchema,
+                           ChannelTestResultSchema)
+from incident_schemas import (AcknowledgeInSchema, IncidentListQuerySchema, IncidentOutSchema,
+                              IncidentPageSchema, MaintenanceWindowInSchema,
+                              MaintenanceWindowListQuerySchema, MaintenanceWindowOutSchema,
+                              MaintenanceWindowPageSchema, SnoozeInSchema)
+from schemas import (ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
+                     ApplicationPageSchema, HeartbeatInSchema, HeartbeatOutSchema,
+                     HeartbeatPageSchema, PageQuerySchema)
 from utils.request_input import json_body, parse_uuid, query_args, read_body
 
 ping_bp = Blueprint("ping", __name__)

@@ -11,7 +11,7 @@ from database import db
 from models import ALERT_STATES
 from monitoring.scrubbing import scrub_text
 from runtime import current_runtime
-from schemas import AlertListQuerySchema
+from alert_schemas import AlertListQuerySchema
 
 alerts_bp = console_blueprint("console_alerts", "/alerts")
 

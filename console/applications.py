@@ -17,7 +17,8 @@ from console.forms import Errors, attempt, checked_ids, load, number, words
 from database import db
 from dependencies import depends_on_uuid
 from models import STATUSES, Application
-from schemas import ApplicationInSchema, ApplicationListQuerySchema, SnoozeInSchema
+from incident_schemas import SnoozeInSchema
+from schemas import ApplicationInSchema, ApplicationListQuerySchema
 
 applications_bp = console_blueprint("console_applications", "/applications")
 

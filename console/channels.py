@@ -14,7 +14,7 @@ from database import db
 from delivery import channel_breaker_name
 from models import Channel
 from runtime import current_runtime
-from schemas import ChannelInSchema, ChannelOutSchema
+from alert_schemas import ChannelInSchema, ChannelOutSchema
 from transports import CHANNEL_KINDS
 
 channels_bp = console_blueprint("console_channels", "/channels")

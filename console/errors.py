@@ -7,7 +7,7 @@ from console.access import console_blueprint, now, page_context
 from console.forms import load
 from database import db
 from monitoring import error_tracking
-from schemas import ErrorListQuerySchema
+from operations_schemas import ErrorListQuerySchema
 
 errors_page_bp = console_blueprint("console_errors", "/errors")
 

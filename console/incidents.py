@@ -9,7 +9,7 @@ from console.access import console_blueprint, now, page_context
 from console.forms import attempt, load
 from database import db
 from models import INCIDENT_STATES
-from schemas import AcknowledgeInSchema, IncidentListQuerySchema
+from incident_schemas import AcknowledgeInSchema, IncidentListQuerySchema
 
 incidents_bp = console_blueprint("console_incidents", "/incidents")
 

@@ -11,7 +11,7 @@ import maintenance
 from console.access import console_blueprint, now, page_context
 from console.forms import Errors, attempt, load, number, words
 from database import db
-from schemas import MaintenanceWindowInSchema, MaintenanceWindowListQuerySchema
+from incident_schemas import MaintenanceWindowInSchema, MaintenanceWindowListQuerySchema
 
 maintenance_bp = console_blueprint("console_maintenance", "/maintenance")
 

@@ -7,15 +7,9 @@ from auth import require_api_key
 from monitoring import error_tracking
 from monitoring.health import check_dependencies, service_health
 from monitoring.metrics import render_metrics
+from operations_schemas import (DependenciesSchema, ErrorListQuerySchema, ErrorLogDetailSchema,
+                                ErrorLogPageSchema, ErrorStatsSchema, HealthSchema)
 from runtime import current_runtime
-from schemas import (
-    DependenciesSchema,
-    ErrorListQuerySchema,
-    ErrorLogDetailSchema,
-    ErrorLogPageSchema,
-    ErrorStatsSchema,
-    HealthSchema,
-)
 
 errors_bp = Blueprint("errors", __name__, url_prefix="/api/v1/errors")
 monitoring_bp = Blueprint("monitoring", __name__)
