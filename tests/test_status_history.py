@@ -99,7 +99,7 @@ def test_healthchecks_pause_and_resume_are_recorded(app, server, anonymous, cloc
 def test_the_one_statement_ping_write_records_its_change(app):
     """A late application's plain ping, written by WRITE_OK_PINGS alone, is recorded by the
     trigger in that same statement; a ping that changes nothing records nothing."""
-    signal = lambda at: Signal(kind="ok", received_at=at, remote_addr="192.0.2.1",  # noqa: E731
+    signal = lambda at: Signal(kind="ok", received_at=at, remote_addr="192.0.2.1",
                                user_agent="curl/8")
     with app.app_context():
         uuid = create_application({"name": "job", "period_seconds": 60,
