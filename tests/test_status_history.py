@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from sqlalchemy import insert, select, text
 
+from app import create_app
 from applications import create_application
 from database import db
 from heartbeat_monitor import judge_due_applications
@@ -16,7 +17,7 @@ from ingest.pg_store import WRITE_OK_PINGS, PostgresHeartbeatStore
 from ingest.signals import Signal
 from models import Application, StatusChange
 from retention import prune_old_status_changes
-from tests.conftest import create_app, make_key, migrate
+from tests.conftest import make_key, migrate
 from tests.console_helpers import console
 from tests.test_heartbeat_store import recorded
 
@@ -95,22 +96,24 @@ def test_healthchecks_pause_and_resume_are_recorded(app, server, anonymous, cloc
                                   ("new", start + 2 * MINUTE)]
 
 
+def ok(at: dt.datetime) -> Signal:
+    return Signal(kind="ok", received_at=at, remote_addr="192.0.2.1", user_agent="curl/8")
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_the_one_statement_ping_write_records_its_change(app):
     """A late application's plain ping, written by WRITE_OK_PINGS alone, is recorded by the
     trigger in that same statement; a ping that changes nothing records nothing."""
-    signal = lambda at: Signal(kind="ok", received_at=at, remote_addr="192.0.2.1",
-                               user_agent="curl/8")
     with app.app_context():
         uuid = create_application({"name": "job", "period_seconds": 60,
                                    "grace_seconds": 30}, T0).uuid
         store = PostgresHeartbeatStore(db.engine)
-        store.write([(uuid, signal(T0 + dt.timedelta(seconds=5)))])
+        store.write([(uuid, ok(T0 + dt.timedelta(seconds=5)))])
         db.session.rollback()
         assert judge_due_applications(T0 + dt.timedelta(seconds=70), 100) == (1, 1)
         sent = recorded(store)
-        store.write([(uuid, signal(T0 + dt.timedelta(seconds=80)))])
-        store.write([(uuid, signal(T0 + dt.timedelta(seconds=90)))])
+        store.write([(uuid, ok(T0 + dt.timedelta(seconds=80)))])
+        store.write([(uuid, ok(T0 + dt.timedelta(seconds=90)))])
         store.close()
         db.session.remove()
     assert len(sent) == 2 and all(WRITE_OK_PINGS.execute_prepared in sql for sql in sent)
@@ -165,3 +168,27 @@ def test_pruning_keeps_the_latest_change_before_the_cutoff(app, clock):
                                   .order_by(StatusChange.id)).all()
         db.session.remove()
     assert kept == [(flapping, "down"), (flapping, "up"), (quiet, "up")]
+
+
+def test_console_pause_and_a_snooze_drawn_over_the_recorded_history(
+        app, server, api, anonymous, application, clock):
+    """Paused from the console, then resumed and pinged while snoozed: the pause is recorded
+    at its time; the snooze is drawn over the up period it covers."""
+    uuid, operator = application["uuid"], console(app, server)
+    clock.advance(minutes=10)
+    paused_at = clock.now()
+    assert operator.form(f"/applications/{uuid}/pause", allow_redirects=False).status_code == 302
+    clock.advance(minutes=30)
+    assert api.post(f"/api/v1/applications/{uuid}/resume").status_code == 200
+    until = clock.now() + dt.timedelta(minutes=20)
+    snoozed = api.post(f"/api/v1/applications/{uuid}/snooze",
+                       json={"until": until.isoformat()})
+    assert snoozed.status_code in (200, 201), snoozed.text
+    assert anonymous.get(f"/ping/{uuid}").status_code == 200
+    clock.advance(minutes=60)
+    assert [status for status, _ in history(app, uuid)] == ["new", "paused", "new", "up"]
+    assert history(app, uuid)[1][1] == paused_at
+    page = operator.get(f"/applications/{uuid}").text
+    day = page[page.index('aria-label="Status over the last 24 hours"'):]
+    assert re.findall(r'data-state="(\w+)"', day[:day.index("</svg>")]) == [
+        "none", "new", "paused", "maintenance", "up"]
