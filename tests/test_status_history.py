@@ -7,7 +7,7 @@ import re
 import sqlite3
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 
 from app import create_app
 from applications import create_application
@@ -94,6 +94,10 @@ def test_healthchecks_pause_and_resume_are_recorded(app, server, anonymous, cloc
     start = history(app, uuid)[0][1]
     assert history(app, uuid) == [("new", start), ("paused", start + MINUTE),
                                   ("new", start + 2 * MINUTE)]
+    assert hc.delete(f"/api/v3/checks/{uuid}").status_code == 200
+    with app.app_context():  # gone with the application (ON DELETE CASCADE)
+        assert db.session.scalar(select(func.count()).select_from(StatusChange)) == 0
+        db.session.remove()
 
 
 def ok(at: dt.datetime) -> Signal:
