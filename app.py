@@ -42,7 +42,7 @@ from operations_api import errors_bp, monitoring_bp
 from operator_alerts import check_error_rate
 from outage import close_outage_gap, record_alive
 from rate_limits import init_rate_limits
-from retention import prune_old_heartbeats
+from retention import prune_old_heartbeats, prune_old_status_changes
 from routes import api_bp, ping_bp
 from runtime import EXTENSION_KEY, Runtime, current_runtime
 from security import install_security
@@ -121,7 +121,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                         before_judging=[replay_spools, close_outage_gap],
                         after_judging=[check_due_incidents, record_alive, check_error_rate],
                         housekeeping=[prune_request_counts, prune_resolved_errors,
-                                      prune_old_heartbeats, refresh_occurrences,
+                                      prune_old_heartbeats, prune_old_status_changes,
+                                      refresh_occurrences,
                                       create_heartbeat_partitions]),
         channel_audit=ChannelAudit(app, settings))
     app.extensions[EXTENSION_KEY] = runtime

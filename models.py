@@ -160,6 +160,24 @@ class PingRouteVersion(db.Model):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class StatusChange(db.Model):
+    """One change of an application's status, at the time it changed (its creation too).
+    Written by the database's triggers on `applications` (migration 0013), whichever path
+    changes the status; read by the console's timeline (console/history.py)."""
+
+    __tablename__ = "status_changes"
+    __table_args__ = (
+        Index("ix_status_changes_application_changed", "application_id", "changed_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 class ErrorLog(db.Model):
     """A server-side error; repeats of one fingerprint raise occurrence_count."""
 

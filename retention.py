@@ -1,4 +1,6 @@
-"""Retention: heartbeats older than HEARTBEAT_RETENTION_DAYS are deleted by housekeeping.
+"""Retention: heartbeats and status changes older than HEARTBEAT_RETENTION_DAYS are deleted by
+housekeeping (of each application's status changes the latest before the cutoff stays: it is
+the status the retained history starts in).
 
 On PostgreSQL whole days go at once: the daily partitions past the retention are detached and
 dropped (heartbeat_partitions.py), and only what waits in the default partition is deleted row
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import aliased
 
 from database import db
 from heartbeat_partitions import (default_partition, drop_retired_partitions, partitioned,
                                   retire_heartbeat_partitions)
-from models import Heartbeat
+from models import Heartbeat, StatusChange
 from runtime import current_runtime
 
 PRUNE_BATCH_SIZE = 5000
@@ -63,4 +66,30 @@ def delete_old_rows(heartbeats, cutoff: dt.datetime) -> int:
         if count == 0:  # another process holds these rows: it is pruning them
             break
     db.session.commit()
+    return deleted
+
+
+def prune_old_status_changes(now: dt.datetime) -> int:
+    """Delete status changes older than HEARTBEAT_RETENTION_DAYS that a later change, also
+    before the cutoff, supersedes; returns the count. At most PRUNE_MAX_BATCHES batches."""
+    days = current_runtime().settings.HEARTBEAT_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = now - dt.timedelta(days=days)
+    later = aliased(StatusChange)
+    superseded = (select(StatusChange.id)
+                  .where(StatusChange.changed_at < cutoff,
+                         exists().where(later.application_id == StatusChange.application_id,
+                                        later.changed_at > StatusChange.changed_at,
+                                        later.changed_at < cutoff))
+                  .limit(PRUNE_BATCH_SIZE))
+    deleted = 0
+    for _ in range(PRUNE_MAX_BATCHES):
+        ids = list(db.session.execute(superseded).scalars())
+        if ids:
+            db.session.execute(delete(StatusChange).where(StatusChange.id.in_(ids)))
+        db.session.commit()
+        deleted += len(ids)
+        if len(ids) < PRUNE_BATCH_SIZE:
+            break
     return deleted

@@ -2,14 +2,16 @@
 two round trips, side by side on the same connection settings and database.
 
     .venv/bin/python bench/store_cost.py [--batches 3000] [--size 4] [--rounds 2]
-                                         [--count-trigger]
+                                         [--count-trigger | --status-trigger]
 
 Writes `--batches` batches of `--size` plain pings to 200 applications through
 ingest/pg_store.PostgresHeartbeatStore, alternating the two paths round after round, and
 prints per batch: wall time, CPU of this process (the writer's share) and CPU of the
 PostgreSQL backend serving the connection (from /proc). No HTTP, no threads: the cost of the
 write alone. With --count-trigger, each path is measured with and without the trigger that
-counts pings into applications.n_pings (migration 0006), alternating, round after round.
+counts pings into applications.n_pings (migration 0006), alternating, round after round; with
+--status-trigger, with and without the trigger that records status changes (migration 0013:
+an `up` written over `up` is checked by its WHEN clause and records nothing).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--count-trigger", action="store_true",
                         help="compare each path with and without the n_pings trigger")
+    parser.add_argument("--status-trigger", action="store_true",
+                        help="compare each path with and without the status changes trigger")
     args = parser.parse_args()
     print(f"store cost: {machine()}; {args.batches} batches of {args.size} plain pings per "
           f"path and round, {args.rounds} rounds", flush=True)
@@ -57,10 +61,13 @@ def main() -> None:
                                            user_agent="bench", exit_code=None))
                     for uuid in random.sample(uuids, args.size)]
 
+        table, trigger = (("applications", "applications_status_changed")
+                          if args.status_trigger else ("heartbeats", "heartbeats_count_pings"))
+
         def count_pings(enabled: bool) -> None:
             with contextlib.closing(connect(database_url)) as admin, admin.cursor() as cursor:
-                cursor.execute("ALTER TABLE heartbeats " + ("ENABLE" if enabled else "DISABLE")
-                               + " TRIGGER heartbeats_count_pings")
+                cursor.execute(f"ALTER TABLE {table} " + ("ENABLE" if enabled else "DISABLE")
+                               + f" TRIGGER {trigger}")
 
         def measure(one_statement: bool, counting: bool = True) -> tuple[float, float, float]:
             count_pings(counting)
@@ -82,8 +89,10 @@ def main() -> None:
             return tuple(1e6 * cost / args.batches for cost in costs)
 
         variants = [("two round trips", False, True), ("one statement", True, True)]
-        if args.count_trigger:
-            variants = [(f"{name}, {'counted' if counting else 'not counted'}", path, counting)
+        if args.count_trigger or args.status_trigger:
+            on, off = ("recorded", "not recorded") if args.status_trigger else ("counted",
+                                                                               "not counted")
+            variants = [(f"{name}, {on if counting else off}", path, counting)
                         for name, path, _ in variants for counting in (False, True)]
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in
                                                                  variants}

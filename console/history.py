@@ -2,9 +2,10 @@
 
 - recent runs: durations among the newest RECENT_HEARTBEATS heartbeats (an index range scan of
   ix_heartbeats_application_received, newest first);
-- the status timeline over 24 h or 7 days, from the incidents that overlap it (down, and late
-  before a missed deadline: the grace time before it opened), the maintenance windows and
-  snoozes covering it, and the application's current state — never from every heartbeat.
+- the status timeline over 24 h or 7 days, from the application's recorded status changes
+  (status_changes, written by the database on every change: the last one before the span and
+  those inside it, at most MAX_CHANGES, periods narrower than a pixel merged) with the
+  maintenance windows and snoozes covering it overlaid — never from every heartbeat.
 
 The SVG itself (rectangles in a 1000-wide view box, each with its time as a tooltip) is
 written here in one pass: a week of incidents is hundreds of rectangles, and a template loop
@@ -22,12 +23,15 @@ from sqlalchemy import or_, select
 
 from database import db
 from maintenance import ActiveWindow, WindowsInForce
-from models import Application, Heartbeat, Incident, MaintenanceWindow
+from models import Application, Heartbeat, MaintenanceWindow, StatusChange
 
 RECENT_HEARTBEATS = 200
 MAX_RUNS = 60
 MIN_SLOTS = 30  # a bar is at most a 30th of the chart, however few runs there are
 VIEW_WIDTH = 1000
+# Status changes read for one timeline: a change a minute for a week, and more. Past it the
+# span's older part reads "none" (an application flapping faster than that).
+MAX_CHANGES = 12_000
 # Later entries win where intervals overlap.
 PRIORITY = ("none", "new", "up", "late", "down", "maintenance", "paused")
 
@@ -71,25 +75,57 @@ def duration_chart(runs: list[Run], height: int = 160) -> dict[str, Any]:
     return {"width": VIEW_WIDTH, "height": height, "bars": bars, "longest_ms": longest}
 
 
-def first_heartbeat_at(application: Application) -> dt.datetime | None:
-    return db.session.scalar(
-        select(Heartbeat.received_at).where(Heartbeat.application_id == application.id)
-        .order_by(Heartbeat.received_at, Heartbeat.id).limit(1))
+def status_changes(application: Application, since: dt.datetime,
+                   now: dt.datetime) -> tuple[list[tuple[dt.datetime, str]], bool]:
+    """(changed_at, status) of the application's status history that the span shows, oldest
+    first: the last change before `since` and up to MAX_CHANGES of the newest inside it (two
+    range scans of ix_status_changes_application_changed). True when the span held more."""
+    inside = db.session.execute(
+        select(StatusChange.changed_at, StatusChange.status)
+        .where(StatusChange.application_id == application.id,
+               StatusChange.changed_at >= since, StatusChange.changed_at <= now)
+        .order_by(StatusChange.changed_at.desc(), StatusChange.id.desc())
+        .limit(MAX_CHANGES + 1)).all()
+    truncated = len(inside) > MAX_CHANGES
+    changes = [(row.changed_at, row.status) for row in inside[:MAX_CHANGES]][::-1]
+    if not truncated:
+        before = db.session.execute(
+            select(StatusChange.changed_at, StatusChange.status)
+            .where(StatusChange.application_id == application.id,
+                   StatusChange.changed_at < since)
+            .order_by(StatusChange.changed_at.desc(), StatusChange.id.desc())
+            .limit(1)).first()
+        if before is not None:
+            changes.insert(0, (before.changed_at, before.status))
+    return changes, truncated
 
 
-def overlapping_incidents(application: Application, since: dt.datetime) -> list[Incident]:
-    """Incidents started since `since`, and the one before it if it lasted into the span."""
-    later = list(db.session.execute(
-        select(Incident).where(Incident.application_id == application.id,
-                               Incident.started_at >= since)
-        .order_by(Incident.started_at)).scalars())
-    before = db.session.execute(
-        select(Incident).where(Incident.application_id == application.id,
-                               Incident.started_at < since)
-        .order_by(Incident.started_at.desc()).limit(1)).scalar_one_or_none()
-    if before is not None and (before.resolved_at is None or before.resolved_at > since):
-        later.insert(0, before)
-    return later
+def status_periods(changes: list[tuple[dt.datetime, str]], now: dt.datetime,
+                   pixel: dt.timedelta) -> list[tuple[dt.datetime, dt.datetime, str]]:
+    """(start, end, status) of each status held, merged so that none but the last of a run is
+    narrower than `pixel`: a run of short periods is drawn as one, in the state that matters
+    most among them (PRIORITY: down over late over up). At most about two per pixel."""
+    periods = [(changed_at, following, status) for (changed_at, status), (following, _)
+               in zip(changes, changes[1:] + [(now, "")])]
+    merged: list[tuple[dt.datetime, dt.datetime, str]] = []
+    pending: tuple[dt.datetime, dt.datetime, str] | None = None
+    for start, end, status in periods:
+        if end - start >= pixel:
+            if pending is not None:
+                merged.append(pending)
+                pending = None
+            merged.append((start, end, status))
+            continue
+        if pending is not None:
+            status = max(pending[2], status, key=PRIORITY.index)
+            start = pending[0]
+        pending = (start, end, status)
+        if end - start >= pixel:
+            merged.append(pending)
+            pending = None
+    if pending is not None:
+        merged.append(pending)
+    return merged
 
 
 def covering_windows(application: Application, since: dt.datetime,
@@ -142,25 +178,14 @@ def paint(layers: list[tuple[dt.datetime, dt.datetime, str]], since: dt.datetime
 
 
 def status_timeline(application: Application, now: dt.datetime,
-                    span: dt.timedelta) -> list[Segment]:
+                   span: dt.timedelta) -> list[Segment]:
+    """The span's segments: the recorded status history (before it was recorded, and before a
+    history too long to read, "none"), maintenance windows and snoozes over it."""
     since = now - span
-    layers: list[tuple[dt.datetime, dt.datetime, str]] = []
-    first = first_heartbeat_at(application)
-    layers.append((application.created_at, first or now, "new"))
-    if first is not None:
-        layers.append((first, now, "up"))
-    for incident in overlapping_incidents(application, since):
-        end = incident.resolved_at or now
-        if incident.reason == "missed":
-            grace = dt.timedelta(seconds=application.grace_seconds)
-            layers.append((incident.started_at - grace, incident.started_at, "late"))
-        layers.append((incident.started_at, end, "down"))
-    if application.status == "late" and application.next_deadline_at is not None:
-        layers.append((application.next_deadline_at, now, "late"))
+    changes, _ = status_changes(application, since, now)
+    layers = status_periods(changes, now, span / VIEW_WIDTH)
     for start, end in covering_windows(application, since, now):
         layers.append((start, end, "maintenance"))
-    if application.status == "paused":
-        layers.append((application.updated_at, now, "paused"))
     return paint(layers, since, now)
 
 
