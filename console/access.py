@@ -7,18 +7,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, redirect, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from dashboard import check_csrf, signed_in_key
-from exceptions import Forbidden
+from error_handlers import handle_app_error
+from exceptions import AppError, Forbidden
 from runtime import current_runtime
+from utils.request_id import current_request_id
 
 
 def console_blueprint(name: str, url_prefix: str) -> Blueprint:
     """A blueprint whose every request passes the console's guard."""
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
     blueprint.before_request(guard)
+    blueprint.register_error_handler(AppError, problem_page)
     return blueprint
+
+
+def problem_page(error: AppError) -> Response:
+    """A browser gets an error of a console page as a page (same status, code and request id);
+    any other client the envelope, as from every endpoint. Recorded as every error is."""
+    envelope = handle_app_error(error)
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html":
+        return envelope
+    page = Response(render_template("console/problem.html", error=error,
+                                    request_id=current_request_id()),
+                    status=error.status, mimetype="text/html")
+    if "Retry-After" in envelope.headers:
+        page.headers["Retry-After"] = envelope.headers["Retry-After"]
+    return page
 
 
 def guard():

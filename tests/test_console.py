@@ -372,3 +372,15 @@ def test_pagerduty_and_apprise_channels_from_their_forms(operator, api, sink):
     assert "Channel saved." in saved.text  # the masked URL left empty keeps the stored one
     result = operator.form(f"/channels/{apprise['id']}/test")
     assert "Test alert delivered" in result.text and len(sink.received) == 1
+
+
+def test_a_browser_gets_a_console_error_as_a_page_other_clients_the_envelope(reader, operator):
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    missing = "/applications/00000000-0000-4000-8000-000000000000"
+    page = operator.get(missing, headers=browser)
+    assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
+    assert "APPLICATION_NOT_FOUND" in page.text and 'href="/"' in page.text
+    refused = reader.get("/channels/new", headers=browser)
+    assert refused.status_code == 403 and "read-only key" in refused.text
+    assert "<html" in refused.text
+    assert_envelope(operator.get(missing), 404, "APPLICATION_NOT_FOUND")
