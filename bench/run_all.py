@@ -21,6 +21,7 @@ def main() -> int:
             ["bench_alerts_on_time.py"],
             ["bench_ingest.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
             ["bench_slug_pings.py"] + (["--rounds", "2", "--seconds", "5"] if args.quick else []),
+            ["bench_redis_limits.py"] + (["--rounds", "1", "--seconds", "5"] if args.quick else []),
             ["bench_memory.py"] + (["--heartbeats", "50000"] if args.quick else []),
             ["heartbeat_size.py"] + (["--heartbeats", "100000"] if args.quick else []),
             ["bench_slow_clients.py"] + (["--seconds", "5"] if args.quick else []),
