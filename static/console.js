@@ -1,6 +1,7 @@
 /* Heartbeat Monitor console: enhancements only. Every action works without this script.
    - live refresh: regions marked data-live are re-read from the server every
-     data-refresh seconds (set on <body>), unless focus is inside one;
+     data-refresh seconds (set on <body>), unless focus is inside one, and images marked
+     data-live-src fetched again;
    - copy buttons: copy the text of the element named by data-copy. */
 (function () {
   "use strict";
@@ -23,6 +24,10 @@
           if (replacement && replacement.innerHTML !== region.innerHTML) {
             region.innerHTML = replacement.innerHTML;
           }
+        });
+        // Images of a live state (the status badge) are fetched again, past the browser's cache.
+        document.querySelectorAll("img[data-live-src]").forEach(function (image) {
+          image.src = image.getAttribute("data-live-src") + "?at=" + Date.now();
         });
         var stamp = fresh.getElementById("updated");
         var mine = document.getElementById("updated");

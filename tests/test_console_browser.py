@@ -151,6 +151,9 @@ def test_operator_day(app, server, api, anonymous, chromium, clock, runtime, sin
     clock.advance(minutes=2)
     assert anonymous.get(f"/ping/{uuid}/fail").status_code == 200
     wait(browser, lambda driver: text_of(driver, "application-status") == "down")
+    # The badge is fetched again with the page's live parts (its own URL would be cached).
+    wait(browser, lambda driver: "?at=" in driver.find_element(By.ID, "badge")
+         .get_attribute("src"))
     screenshot(browser, "console-desktop.png", tmp_path, TALL_DESKTOP)
     click(browser, "#incidents button[id^=acknowledge-]")
     wait(browser, lambda driver: "api-key:operator" in text_of(driver, "incidents"))
