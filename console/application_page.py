@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 import applications
 from badges import badge_key, check_badge_url
-from console import history
+import console.history as history
 from console.access import console_blueprint, page_context
 from database import db
 from exceptions import NotFound
