@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 import applications
 from badges import badge_key, check_badge_url
-import console.history as history
 from console.access import console_blueprint, page_context
+import console.history as history
 from database import db
 from exceptions import NotFound
 from maintenance import current_snooze, request_windows
