@@ -9,8 +9,15 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 import maintenance
 from models import INCIDENT_STATES
 from runtime import current_runtime
-from schemas import (TAG_PATTERN, InputSchema, PageQuerySchema, UTCDateTime, page_schema,
-                     validate_cron, validate_timezone)
+from schemas import (
+    TAG_PATTERN,
+    InputSchema,
+    PageQuerySchema,
+    UTCDateTime,
+    page_schema,
+    validate_cron,
+    validate_timezone,
+)
 from utils.clock import utc_iso
 
 

@@ -7,8 +7,14 @@ from auth import require_api_key
 from monitoring import error_tracking
 from monitoring.health import check_dependencies, service_health
 from monitoring.metrics import render_metrics
-from operations_schemas import (DependenciesSchema, ErrorListQuerySchema, ErrorLogDetailSchema,
-                                ErrorLogPageSchema, ErrorStatsSchema, HealthSchema)
+from operations_schemas import (
+    DependenciesSchema,
+    ErrorListQuerySchema,
+    ErrorLogDetailSchema,
+    ErrorLogPageSchema,
+    ErrorStatsSchema,
+    HealthSchema,
+)
 from runtime import current_runtime
 
 errors_bp = Blueprint("errors", __name__, url_prefix="/api/v1/errors")

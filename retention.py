@@ -16,8 +16,12 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import aliased
 
 from database import db
-from heartbeat_partitions import (default_partition, drop_retired_partitions, partitioned,
-                                  retire_heartbeat_partitions)
+from heartbeat_partitions import (
+    default_partition,
+    drop_retired_partitions,
+    partitioned,
+    retire_heartbeat_partitions,
+)
 from models import Heartbeat, StatusChange
 from runtime import current_runtime
 

@@ -11,9 +11,30 @@ import applications
 import channels
 import incidents
 import maintenance
+from alert_schemas import (
+    AlertDetailSchema,
+    AlertListQuerySchema,
+    AlertOutSchema,
+    AlertPageSchema,
+    ChannelInSchema,
+    ChannelListSchema,
+    ChannelOutSchema,
+    ChannelTestResultSchema,
+)
 from auth import require_api_key
 from database import refuse_while_database_down
 from exceptions import DatabaseUnavailable, SlugPingNotFound
+from incident_schemas import (
+    AcknowledgeInSchema,
+    IncidentListQuerySchema,
+    IncidentOutSchema,
+    IncidentPageSchema,
+    MaintenanceWindowInSchema,
+    MaintenanceWindowListQuerySchema,
+    MaintenanceWindowOutSchema,
+    MaintenanceWindowPageSchema,
+    SnoozeInSchema,
+)
 from ingest.signals import (
     PING_ANSWER,
     PING_BODY_LIMIT_HEADER,
@@ -30,16 +51,16 @@ from ingest.signals import (
 )
 from ingest.slug_routes import accept_slug_ping
 from runtime import current_runtime
-from alert_schemas import (AlertDetailSchema, AlertListQuerySchema, AlertOutSchema, AlertPageSchema,
-                           ChannelInSchema, ChannelListSchema, ChannelOutSchema,
-                           ChannelTestResultSchema)
-from incident_schemas import (AcknowledgeInSchema, IncidentListQuerySchema, IncidentOutSchema,
-                              IncidentPageSchema, MaintenanceWindowInSchema,
-                              MaintenanceWindowListQuerySchema, MaintenanceWindowOutSchema,
-                              MaintenanceWindowPageSchema, SnoozeInSchema)
-from schemas import (ApplicationInSchema, ApplicationListQuerySchema, ApplicationOutSchema,
-                     ApplicationPageSchema, HeartbeatInSchema, HeartbeatOutSchema,
-                     HeartbeatPageSchema, PageQuerySchema)
+from schemas import (
+    ApplicationInSchema,
+    ApplicationListQuerySchema,
+    ApplicationOutSchema,
+    ApplicationPageSchema,
+    HeartbeatInSchema,
+    HeartbeatOutSchema,
+    HeartbeatPageSchema,
+    PageQuerySchema,
+)
 from utils.request_input import json_body, parse_uuid, query_args, read_body
 
 ping_bp = Blueprint("ping", __name__)

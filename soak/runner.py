@@ -26,8 +26,14 @@ from sqlalchemy.engine import make_url
 from soak.checker import Verdict, check
 from soak.environment import SoakDatabase, SpoolDisk, flask_command, through_proxy
 from soak.facts import read_facts
-from soak.fault_schedule import (Fault, FaultScheduler, Targets, database_lost_in_flight,
-                                  fault_in_effect, plan_faults)
+from soak.fault_schedule import (
+    Fault,
+    FaultScheduler,
+    Targets,
+    database_lost_in_flight,
+    fault_in_effect,
+    plan_faults,
+)
 from soak.load import LoadGenerator, SoakApplication, plan_applications
 from soak.report import render, summarize
 from tests.faults import ROOT, ChaosProxy, MonitorProcess, ServerProcess

@@ -12,9 +12,14 @@ from sqlalchemy import select, text
 import heartbeat_partitions
 from app import create_app
 from database import db
-from heartbeat_partitions import (DAYS_AHEAD, create_heartbeat_partitions, daily_partitions,
-                                  drop_retired_partitions, partition_name,
-                                  retire_heartbeat_partitions)
+from heartbeat_partitions import (
+    DAYS_AHEAD,
+    create_heartbeat_partitions,
+    daily_partitions,
+    drop_retired_partitions,
+    partition_name,
+    retire_heartbeat_partitions,
+)
 from models import Application, Heartbeat
 from retention import prune_old_heartbeats
 from tests.conftest import _dsn

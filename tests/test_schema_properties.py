@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from models import HEARTBEAT_KINDS
-from schemas import ApplicationInSchema, HeartbeatInSchema, MAX_METADATA_BYTES, ONE_YEAR_SECONDS
+from schemas import MAX_METADATA_BYTES, ONE_YEAR_SECONDS, ApplicationInSchema, HeartbeatInSchema
 from tests.helpers import assert_envelope
 
 # PROPERTY_EXAMPLES=2000 digs deeper by hand.
