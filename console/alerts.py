@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 import alert_manager
+from alert_schemas import AlertListQuerySchema
 from console.access import console_blueprint, now, page_context
-from console.forms import attempt, load
+from console.forms import attempt, load_page_query
 from database import db
 from models import ALERT_STATES
 from monitoring.scrubbing import scrub_text
 from runtime import current_runtime
-from alert_schemas import AlertListQuerySchema
 
 alerts_bp = console_blueprint("console_alerts", "/alerts")
 
@@ -21,9 +21,7 @@ PAGE_SIZE = 50
 @alerts_bp.get("")
 def index():
     state = request.args.get("state", "")
-    query, errors = load(AlertListQuerySchema(), {
-        name: value for name, value in (("state", state),
-                                        ("cursor", request.args.get("cursor", ""))) if value})
+    query, errors = load_page_query(AlertListQuerySchema(), {"state": state})
     items, next_cursor = alert_manager.list_alerts(
         query.get("state"), PAGE_SIZE, query.get("cursor")) if not errors else ([], None)
     page = render_template("console/alerts.html", alerts=items, next_cursor=next_cursor,

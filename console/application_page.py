@@ -8,9 +8,9 @@ from flask import render_template, request
 from sqlalchemy import select
 
 import applications
+import console.history as history
 from badges import badge_key, check_badge_url
 from console.access import console_blueprint, page_context
-import console.history as history
 from database import db
 from exceptions import NotFound
 from maintenance import current_snooze, request_windows

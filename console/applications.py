@@ -13,11 +13,11 @@ import applications
 import channels
 import maintenance
 from console.access import console_blueprint, now, page_context, refuse_read_only
-from console.forms import Errors, attempt, checked_ids, load, number, words
+from console.forms import Errors, attempt, checked_ids, load, load_page_query, number, words
 from database import db
 from dependencies import depends_on_uuid
-from models import STATUSES, Application
 from incident_schemas import SnoozeInSchema
+from models import STATUSES, Application
 from schemas import ApplicationInSchema, ApplicationListQuerySchema
 
 applications_bp = console_blueprint("console_applications", "/applications")
@@ -29,10 +29,9 @@ ESCALATION_ROWS = 3
 @applications_bp.get("")
 def index():
     filters = {name: request.args.get(name, "").strip() for name in ("status", "tag", "q")}
-    query, errors = load(ApplicationListQuerySchema(), {
-        name: value for name, value in (("status", filters["status"]), ("tag", filters["tag"]),
-                                        ("cursor", request.args.get("cursor", "")))
-        if value} | {"limit": PAGE_SIZE})
+    query, errors = load_page_query(ApplicationListQuerySchema(),
+                                    {"status": filters["status"], "tag": filters["tag"]},
+                                    limit=PAGE_SIZE)
     items, next_cursor = [], None
     if not errors:
         items, next_cursor = applications.list_applications(

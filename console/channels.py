@@ -8,13 +8,13 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 import channels
+from alert_schemas import ChannelInSchema, ChannelOutSchema
 from console.access import console_blueprint, now, page_context, refuse_read_only
 from console.forms import Errors, attempt, load, words
 from database import db
 from delivery import channel_breaker_name
 from models import Channel
 from runtime import current_runtime
-from alert_schemas import ChannelInSchema, ChannelOutSchema
 from transports import CHANNEL_KINDS
 
 channels_bp = console_blueprint("console_channels", "/channels")

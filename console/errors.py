@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from console.access import console_blueprint, now, page_context
-from console.forms import load
+from console.forms import load_page_query
 from database import db
 from monitoring import error_tracking
 from operations_schemas import ErrorListQuerySchema
@@ -17,9 +17,7 @@ PAGE_SIZE = 50
 @errors_page_bp.get("")
 def index():
     resolved = request.args.get("resolved", "")
-    query, errors = load(ErrorListQuerySchema(), {
-        name: value for name, value in (("resolved", resolved),
-                                        ("cursor", request.args.get("cursor", ""))) if value})
+    query, errors = load_page_query(ErrorListQuerySchema(), {"resolved": resolved})
     items, next_cursor = error_tracking.list_errors(
         resolved=query.get("resolved"), limit=PAGE_SIZE,
         cursor=query.get("cursor")) if not errors else ([], None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from flask import request
 from marshmallow import Schema, ValidationError
 from werkzeug.datastructures import MultiDict
 
@@ -60,6 +61,14 @@ def load(schema: Schema, data: dict[str, Any]) -> tuple[dict[str, Any], Errors]:
         return schema.load(data), {}
     except ValidationError as refused:
         return {}, flatten(refused.messages)
+
+
+def load_page_query(schema: Schema, filters: dict[str, str],
+                    **fixed: Any) -> tuple[dict[str, Any], Errors]:
+    """A list page's query as the API's query schema loads it: its filters and the URL's
+    `cursor`, those left empty left out, and `fixed` values."""
+    given = {**filters, "cursor": request.args.get("cursor", "")}
+    return load(schema, {name: value for name, value in given.items() if value} | fixed)
 
 
 def attempt(action: Callable[[], Any], conflict_field: str = "_form") -> tuple[Any, Errors]:

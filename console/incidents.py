@@ -6,10 +6,10 @@ from flask import flash, g, redirect, render_template, request, url_for
 import incidents
 from acknowledgements import MAX_NOTE_CHARS, acknowledge_by_api_key
 from console.access import console_blueprint, now, page_context
-from console.forms import attempt, load
+from console.forms import attempt, load, load_page_query
 from database import db
-from models import INCIDENT_STATES
 from incident_schemas import AcknowledgeInSchema, IncidentListQuerySchema
+from models import INCIDENT_STATES
 
 incidents_bp = console_blueprint("console_incidents", "/incidents")
 
@@ -19,9 +19,7 @@ PAGE_SIZE = 50
 @incidents_bp.get("")
 def index():
     state = request.args.get("state", "")
-    query, errors = load(IncidentListQuerySchema(), {
-        name: value for name, value in (("state", state),
-                                        ("cursor", request.args.get("cursor", ""))) if value})
+    query, errors = load_page_query(IncidentListQuerySchema(), {"state": state})
     items, next_cursor = incidents.list_incidents(
         query.get("state"), PAGE_SIZE, query.get("cursor")) if not errors else ([], None)
     page = render_template("console/incidents.html", incidents=items, next_cursor=next_cursor,

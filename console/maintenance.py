@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 
 import maintenance
 from console.access import console_blueprint, now, page_context
-from console.forms import Errors, attempt, load, number, words
+from console.forms import Errors, attempt, load, load_page_query, number, words
 from database import db
 from incident_schemas import MaintenanceWindowInSchema, MaintenanceWindowListQuerySchema
 
@@ -36,8 +36,7 @@ def schema_input(form: MultiDict) -> dict[str, Any]:
 
 
 def _page(values: MultiDict | dict, errors: Errors, status: int = 200):
-    query, list_errors = load(MaintenanceWindowListQuerySchema(), {
-        "cursor": request.args["cursor"]} if request.args.get("cursor") else {})
+    query, list_errors = load_page_query(MaintenanceWindowListQuerySchema(), {})
     windows, next_cursor = maintenance.list_windows(
         None, now(), PAGE_SIZE, query.get("cursor")) if not list_errors else ([], None)
     moment = now()
