@@ -16,28 +16,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
-import subprocess
 import sys
-import threading
 import time
 import uuid
 
-import requests
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from common import ROOT, bench_database, free_port, machine, report, scratch_dir, wait_for_port
+from alert_sink import (CHANNELS, alert_sink, delivering, queue_alerts, recover, sink_stats,
+                        wait_for_distinct)
+from common import bench_database, free_port, machine, report, scratch_dir
 
 ALERTS = 1_000
-CHANNELS = 10
 RECOVERY_SECONDS = 5.0
 INTERVAL_SECONDS = 2.0
 OUTAGE_SECONDS = 20.0
 DRAIN_RATE = 500  # alerts/s the target allows for the sends themselves
 COST_ALERTS = 500
-
-
-def sink_stats(port: int) -> dict[str, int]:
-    return requests.get(f"http://127.0.0.1:{port}/_stats", timeout=5).json()
 
 
 def payload(alert_uuid: str, now: dt.datetime) -> dict:
@@ -66,48 +60,24 @@ def recovery_lag(database_url: str, scratch, port: int, alert_count: int,
                  outage_seconds: float) -> bool:
     from app import create_app
     from database import db
-    from models import Alert, Channel
+    from models import Alert
 
     app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
                       "LOG_LEVEL": "ERROR", "SPOOL_DIR": str(scratch / "spool"),
                       "ALLOW_PRIVATE_WEBHOOK_TARGETS": True,
                       "BREAKER_RECOVERY_SECONDS": RECOVERY_SECONDS,
                       "MONITOR_INTERVAL_SECONDS": INTERVAL_SECONDS})
-    now = dt.datetime.now(dt.timezone.utc)
-    with app.app_context():
-        channels = [Channel(name=f"sink-{i}", kind="webhook", created_at=now, updated_at=now,
-                            url=f"http://127.0.0.1:{port}/hook/{i}") for i in range(CHANNELS)]
-        db.session.add_all(channels)
-        db.session.flush()
-        rows = []
-        for i in range(alert_count):
-            alert_uuid = str(uuid.uuid4())
-            rows.append({"uuid": alert_uuid, "channel_id": channels[i % CHANNELS].id,
-                         "event": "application.down", "payload": payload(alert_uuid, now),
-                         "state": "pending", "attempt_count": 0, "next_attempt_at": now,
-                         "created_at": now, "expires_at": now + dt.timedelta(days=1)})
-        db.session.execute(insert(Alert), rows)
-        db.session.commit()
+    queue_alerts(app, port, alert_count, payload, due_at=dt.datetime.now(dt.timezone.utc))
     print(f"recovery lag: {machine()}; {alert_count:,} alerts over {CHANNELS} webhook channels, "
           f"BREAKER_RECOVERY_SECONDS={RECOVERY_SECONDS:g}, MONITOR_INTERVAL_SECONDS="
           f"{INTERVAL_SECONDS:g}, sink down for {outage_seconds:g} s", flush=True)
 
-    deliverer = app.extensions["hbmon"].deliverer
-    stop = threading.Event()
-    loop = threading.Thread(target=deliverer.run, args=(stop,), daemon=True)
-    loop.start()
-    time.sleep(outage_seconds)
-    refused = sink_stats(port)["refused"]
-    recovered_at = dt.datetime.now(dt.timezone.utc)
-    requests.post(f"http://127.0.0.1:{port}/_up", timeout=5)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and sink_stats(port)["distinct"] < alert_count:
-        time.sleep(0.05)
-    time.sleep(1.0)  # in-flight outcomes recorded
-    stop.set()
-    deliverer.wake()
-    loop.join(30)
-    deliverer.shutdown(wait=True)
+    with delivering(app):
+        time.sleep(outage_seconds)
+        refused = sink_stats(port)["refused"]
+        recovered_at = dt.datetime.now(dt.timezone.utc)
+        recover(port)
+        wait_for_distinct(port, alert_count, 120)
     with app.app_context():
         delivered = db.session.execute(select(Alert.delivered_at).where(
             Alert.state == "delivered")).scalars().all()
@@ -162,16 +132,10 @@ def main() -> bool:
     parser.add_argument("--outage-seconds", type=float, default=OUTAGE_SECONDS)
     args = parser.parse_args()
     passed = True
-    with bench_database() as database_url, scratch_dir() as scratch:
-        port = free_port()
-        sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(port)])
-        try:
-            wait_for_port(port)
-            passed &= recovery_lag(database_url, scratch, port, args.alerts, args.outage_seconds)
-            passed &= cost_per_alert(port, args.cost_alerts)
-        finally:
-            sink.terminate()
-            sink.wait(10)
+    port = free_port()
+    with bench_database() as database_url, scratch_dir() as scratch, alert_sink(port):
+        passed &= recovery_lag(database_url, scratch, port, args.alerts, args.outage_seconds)
+        passed &= cost_per_alert(port, args.cost_alerts)
     return passed
 
 

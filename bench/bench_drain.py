@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -21,19 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 import urllib3
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from common import ROOT, bench_database, free_port, machine, report, scratch_dir, wait_for_port
+from alert_sink import (CHANNELS, alert_sink, delivering, queue_alerts, recover, sink_stats,
+                        wait_for_distinct)
+from common import bench_database, free_port, machine, report, scratch_dir
 
 ALERTS = 10_000
-CHANNELS = 10
 PER_KIND = 8
 PER_CHANNEL = 2
 OUTAGE_SECONDS = 3.0
-
-
-def sink_stats(port: int) -> dict[str, int]:
-    return requests.get(f"http://127.0.0.1:{port}/_stats", timeout=5).json()
 
 
 def payload(alert_uuid: str, now: dt.datetime) -> dict:
@@ -78,89 +74,56 @@ def main() -> bool:
     alert_count = parser.parse_args().alerts
     from app import create_app
     from database import db
-    from models import Alert, Channel
+    from models import Alert
 
     passed = True
-    with bench_database() as database_url, scratch_dir() as scratch:
-        port = free_port()
-        sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(port)])
-        try:
-            wait_for_port(port)
-            app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
-                              "LOG_LEVEL": "ERROR", "SPOOL_DIR": str(scratch / "spool"),
-                              "ALLOW_PRIVATE_WEBHOOK_TARGETS": True,
-                              "ALERT_CONCURRENCY_PER_KIND": PER_KIND,
-                              "ALERT_CONCURRENCY_PER_CHANNEL": PER_CHANNEL,
-                              "BREAKER_RECOVERY_SECONDS": 1.0})
-            now = dt.datetime.now(dt.timezone.utc)
-            with app.app_context():
-                channels = [Channel(name=f"sink-{i}", kind="webhook", secret="bench-secret",
-                                    url=f"http://127.0.0.1:{port}/hook/{i}", created_at=now,
-                                    updated_at=now) for i in range(CHANNELS)]
-                db.session.add_all(channels)
-                db.session.flush()
-                rows = []
-                for i in range(alert_count):
-                    alert_uuid = str(uuid.uuid4())
-                    rows.append({"uuid": alert_uuid, "channel_id": channels[i % CHANNELS].id,
-                                 "event": "application.down", "payload": payload(alert_uuid, now),
-                                 "state": "pending", "attempt_count": 0,
-                                 "next_attempt_at": now - dt.timedelta(seconds=1),
-                                 "created_at": now,
-                                 "expires_at": now + dt.timedelta(days=1)})
-                db.session.execute(insert(Alert), rows)
-                db.session.commit()
-            print(f"drain: {machine()}; {alert_count:,} alerts over {CHANNELS} webhook channels, "
-                  f"ALERT_CONCURRENCY_PER_KIND={PER_KIND}, ALERT_CONCURRENCY_PER_CHANNEL="
-                  f"{PER_CHANNEL}, sink down for {OUTAGE_SECONDS:g} s first", flush=True)
+    port = free_port()
+    with bench_database() as database_url, scratch_dir() as scratch, alert_sink(port):
+        app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
+                          "LOG_LEVEL": "ERROR", "SPOOL_DIR": str(scratch / "spool"),
+                          "ALLOW_PRIVATE_WEBHOOK_TARGETS": True,
+                          "ALERT_CONCURRENCY_PER_KIND": PER_KIND,
+                          "ALERT_CONCURRENCY_PER_CHANNEL": PER_CHANNEL,
+                          "BREAKER_RECOVERY_SECONDS": 1.0})
+        queue_alerts(app, port, alert_count, payload, secret="bench-secret",
+                     due_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
+        print(f"drain: {machine()}; {alert_count:,} alerts over {CHANNELS} webhook channels, "
+              f"ALERT_CONCURRENCY_PER_KIND={PER_KIND}, ALERT_CONCURRENCY_PER_CHANNEL="
+              f"{PER_CHANNEL}, sink down for {OUTAGE_SECONDS:g} s first", flush=True)
 
-            deliverer = app.extensions["hbmon"].deliverer
-            stop = threading.Event()
-            loop = threading.Thread(target=deliverer.run, args=(stop,), daemon=True)
-            loop.start()
+        with delivering(app):
             time.sleep(OUTAGE_SECONDS)
             refused_in_outage = sink_stats(port)["refused"]
-            requests.post(f"http://127.0.0.1:{port}/_up", timeout=5)
+            recover(port)
             recovered = time.perf_counter()
-            deadline = recovered + 300
-            while time.perf_counter() < deadline:
-                if sink_stats(port)["distinct"] >= alert_count:
-                    break
-                time.sleep(0.05)
+            wait_for_distinct(port, alert_count, 300)
             drain_seconds = time.perf_counter() - recovered
-            time.sleep(1.0)  # let in-flight outcomes be recorded before counting
-            stop.set()
-            deliverer.wake()
-            loop.join(30)
-            deliverer.shutdown(wait=True)
-            stats = sink_stats(port)
-            with app.app_context():
-                states = dict(db.session.execute(
-                    select(Alert.state, func.count()).group_by(Alert.state)).all())
-                db.session.remove()
-                db.engine.dispose()
+        stats = sink_stats(port)
+        with app.app_context():
+            states = dict(db.session.execute(
+                select(Alert.state, func.count()).group_by(Alert.state)).all())
+            db.session.remove()
+            db.engine.dispose()
 
-            raw_rates = {client: alert_count / raw_posts(port, alert_count, PER_KIND, client)
-                         for client in ("urllib3", "requests")}
-            drain_rate, raw_rate = alert_count / drain_seconds, raw_rates["urllib3"]
-            print(f"  sink refused {refused_in_outage} deliveries during the outage (breakers "
-                  "opened)")
-            print(f"  Deliverer after recovery: {drain_seconds:.2f} s, {drain_rate:.0f} alerts/s; "
-                  f"sink got {stats['distinct']:,} distinct, {stats['duplicates']} duplicates; "
-                  f"database: {states}")
-            for client, rate in raw_rates.items():
-                print(f"  baseline, {PER_KIND} plain {client} posters: {rate:.0f} posts/s")
-            passed &= report("drain rate", f"{drain_rate:.0f} alerts/s, ratio to raw urllib3 "
-                             f"posting {drain_rate / raw_rate:.2f} (target >= 500 alerts/s)",
-                             drain_rate >= 500)
-            exactly_once = (stats["distinct"] == alert_count and stats["duplicates"] == 0
-                            and states.get("delivered") == alert_count)
-            passed &= report("drain exactly once", f"{stats['distinct']:,} distinct of {alert_count:,}, "
-                             f"{stats['duplicates']} duplicates, {states.get('delivered', 0):,} "
-                             "recorded delivered", exactly_once)
-        finally:
-            sink.terminate()
-            sink.wait(10)
+        raw_rates = {client: alert_count / raw_posts(port, alert_count, PER_KIND, client)
+                     for client in ("urllib3", "requests")}
+        drain_rate, raw_rate = alert_count / drain_seconds, raw_rates["urllib3"]
+        print(f"  sink refused {refused_in_outage} deliveries during the outage (breakers "
+              "opened)")
+        print(f"  Deliverer after recovery: {drain_seconds:.2f} s, {drain_rate:.0f} alerts/s; "
+              f"sink got {stats['distinct']:,} distinct, {stats['duplicates']} duplicates; "
+              f"database: {states}")
+        for client, rate in raw_rates.items():
+            print(f"  baseline, {PER_KIND} plain {client} posters: {rate:.0f} posts/s")
+        passed &= report("drain rate", f"{drain_rate:.0f} alerts/s, ratio to raw urllib3 "
+                         f"posting {drain_rate / raw_rate:.2f} (target >= 500 alerts/s)",
+                         drain_rate >= 500)
+        exactly_once = (stats["distinct"] == alert_count and stats["duplicates"] == 0
+                        and states.get("delivered") == alert_count)
+        passed &= report("drain exactly once", f"{stats['distinct']:,} distinct of "
+                         f"{alert_count:,}, {stats['duplicates']} duplicates, "
+                         f"{states.get('delivered', 0):,} "
+                         "recorded delivered", exactly_once)
     return passed
 
 
