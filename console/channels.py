@@ -21,7 +21,7 @@ channels_bp = console_blueprint("console_channels", "/channels")
 
 # The fields each kind's form shows (the schema decides what is valid).
 KIND_FIELDS = {"webhook": ("url", "headers", "secret"), "slack": ("url",),
-               "email": ("addresses",), "pagerduty": ("routing_key",), "apprise": ("url",)}
+               "email": ("addresses",), "pagerduty": ("url", "routing_key"), "apprise": ("url",)}
 # Kinds whose URL is a secret, shown masked: left empty on an edit, the stored one stays.
 SECRET_URL_KINDS = ("slack", "apprise")
 
@@ -121,7 +121,8 @@ def show(channel_id: int):
 
 def _values(channel: Channel) -> dict[str, Any]:
     shown = ChannelOutSchema().dump(channel)
-    return {"name": channel.name, "url": shown["url"] if channel.kind == "webhook" else "",
+    return {"name": channel.name,
+            "url": shown["url"] if channel.kind not in SECRET_URL_KINDS else "",
             "addresses": " ".join(channel.addresses or []), "is_operator": channel.is_operator}
 
 

@@ -355,9 +355,14 @@ def test_every_form_control_has_a_label(operator, api, application):
 
 def test_pagerduty_and_apprise_channels_from_their_forms(operator, api, sink):
     form = operator.get("/channels/new", params={"kind": "pagerduty"}).text
-    assert 'name="routing_key"' in form and 'name="url"' not in form
+    assert 'name="routing_key"' in form and "Events API URL (optional)" in form
     created = operator.form("/channels/new", {"kind": "pagerduty", "name": "pager",
-                                              "routing_key": "R0utingKey1234"},
+                                              "routing_key": "R0utingKey1234", "url": ""},
+                            allow_redirects=False)
+    assert created.status_code == 302
+    events = f"{sink.url}/v2/enqueue"
+    created = operator.form("/channels/new", {"kind": "pagerduty", "name": "pager here",
+                                              "routing_key": "R0utingKey5678", "url": events},
                             allow_redirects=False)
     assert created.status_code == 302
     apprise_url = sink.url.replace("http://", "json://", 1)
@@ -366,6 +371,7 @@ def test_pagerduty_and_apprise_channels_from_their_forms(operator, api, sink):
     assert created.status_code == 302
     listed = {channel["name"]: channel for channel in api.get("/api/v1/channels").json()["items"]}
     assert listed["pager"]["kind"] == "pagerduty" and "R0utingKey1234" not in str(listed["pager"])
+    assert listed["pager"]["url"] is None and listed["pager here"]["url"] == events
     apprise = listed["apprise json"]
     assert apprise["kind"] == "apprise"
     saved = operator.form(f"/channels/{apprise['id']}", {"name": "apprise renamed", "url": ""})
