@@ -1,13 +1,19 @@
-"""Where a ping's CPU goes: per-request CPU of the gunicorn workers, of PostgreSQL and of the
-whole machine, for the hello-world baseline and the service, under the ingest benchmark's load.
+"""Where a ping's CPU goes: per-request CPU of the gunicorn workers, of PostgreSQL, of Redis and
+of the whole machine, for the hello-world baselines and the service, under the ingest
+benchmark's load.
 
     .venv/bin/python bench/ingest_cpu.py [extra gunicorn arguments]
 
-Reads utime+stime from /proc for the worker processes and every `postgres` process before
-and after one wrk run of 8 s (after a 3 s warm-up), and /proc/stat for the machine; divides
-by the requests served. `idle` is the share of the machine's CPU time nobody used: a high
-figure means the load is bound by latency, not CPU. For the service it also counts how many
-of the applications' row updates PostgreSQL made HOT (heap only, no index entries).
+hello-world with sync and with gthread workers (8 threads); the service as the README runs it
+in production (gevent workers), with its rate-limit counters in each process (`memory://`) and
+in Redis (BENCH_REDIS_URL, database 14 by default). 2 workers each, `--keep-alive 0`.
+
+Reads utime+stime from /proc for the worker processes, every `postgres` process and the
+`redis-server` before and after one wrk run of 8 s (after a 3 s warm-up), and /proc/stat for
+the machine; divides by the requests served. `idle` is the share of the machine's CPU time
+nobody used: a high figure means the load is bound by latency, not CPU. For the service it
+also counts how many of the applications' row updates PostgreSQL made HOT (heap only, no index
+entries).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from bench_ingest import application_uuid_file, run_wrk, service_environment
 from common import bench_database, connect, gunicorn, scratch_dir, worker_pids
 
 TICKS = os.sysconf("SC_CLK_TCK")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -33,8 +40,8 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def postgres_pids() -> list[int]:
-    output = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout
+def pids(*pgrep_arguments: str) -> list[int]:
+    output = subprocess.run(["pgrep", *pgrep_arguments], capture_output=True, text=True).stdout
     return [int(pid) for pid in output.split()]
 
 
@@ -58,24 +65,36 @@ def main() -> None:
     extra = sys.argv[1:]
     with bench_database() as database_url, scratch_dir() as scratch:
         uuid_file = application_uuid_file(database_url, scratch)
-        environment = service_environment(database_url, scratch)
-        for spec, uuids, pythonpath in (("hello:app", None, "bench"),
-                                        ("app:create_app()", uuid_file, None)):
+        variants = (
+            ("hello, sync", "hello:app", None, ["--worker-class", "sync"], {}),
+            ("hello, gthread", "hello:app", None, ["--worker-class", "gthread"], {}),
+            ("ping, memory", "app:create_app()", uuid_file, [],
+             {"RATE_LIMIT_STORAGE_URL": "memory://"}),
+            ("ping, Redis", "app:create_app()", uuid_file, [],
+             {"RATE_LIMIT_STORAGE_URL": REDIS_URL}),
+        )
+        for name, spec, uuids, worker_class, settings in variants:
+            environment = service_environment(database_url, scratch, name.replace(", ", "-"),
+                                              **settings)
+            pythonpath = "bench" if uuids is None else None
             with gunicorn(spec, environment, 2, 8, scratch / "gunicorn.log", pythonpath,
-                          ["--keep-alive", "0", *extra]) as (port, master):
+                          ["--keep-alive", "0", *worker_class, *extra]) as (port, master):
                 run_wrk(port, 3, uuids)
                 workers = worker_pids(master.pid)
-                before = (cpu_seconds(workers), cpu_seconds(postgres_pids()), *machine_seconds())
+                postgres, redis_server = pids("-u", "postgres"), pids("-x", "redis-server")
+                before = (cpu_seconds(workers), cpu_seconds(postgres), cpu_seconds(redis_server),
+                          *machine_seconds())
                 result = run_wrk(port, 8, uuids)
-                after = (cpu_seconds(workers), cpu_seconds(postgres_pids()), *machine_seconds())
-            worker, postgres, busy, total = (b - a for a, b in zip(before, after))
+                after = (cpu_seconds(workers), cpu_seconds(postgres), cpu_seconds(redis_server),
+                         *machine_seconds())
+            worker, postgres, redis_cpu, busy, total = (b - a for a, b in zip(before, after))
             updates = hot_updates(database_url) if uuids else ""
             per_request = 1e6 / result["requests"]
-            print(f"{spec:18s} {result['rps']:5.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+            print(f"{name:15s} {result['rps']:5.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
                   f"p99 {result['p99_ms']:.1f} ms; CPU per request: workers "
                   f"{worker * per_request:.0f} us, PostgreSQL {postgres * per_request:.0f} us, "
-                  f"machine {busy * per_request:.0f} us; idle {100 * (1 - busy / total):.0f}%"
-                  f"{updates}", flush=True)
+                  f"Redis {redis_cpu * per_request:.0f} us, machine {busy * per_request:.0f} us; "
+                  f"idle {100 * (1 - busy / total):.0f}%{updates}", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from spool import Spool
 from tests.system.hosts import SUBNETS, Host, Network, Run, wait_until
 
 APP_PORT, SINK_PORT = 8000, 8080
+APP_WORKERS = 2  # gunicorn workers per app host
 # The client sends a ping a second per application, well under its limit; the flood sends more
 # than its limit within one window.
 CLIENT_LIMIT_PER_MINUTE = 900
@@ -100,7 +101,8 @@ class Deployment:
                 "SPOOL_DIR": str(self.path(f"{host.name}-spool")), **settings}
 
     def start_app_server(self, host: Host) -> None:
-        host.spawn([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2",
+        host.spawn([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                    "--workers", str(APP_WORKERS),
                     "--threads", "8", "--bind", f"{host.address()}:{APP_PORT}",
                     # gunicorn's control socket has one default path for the whole machine
                     "--control-socket", str(self.path(f"{host.name}-gunicorn.ctl")),
