@@ -1,6 +1,7 @@
 """Ingest with the rate limits shared through Redis, against the better hello-world.
 
     .venv/bin/python bench/bench_redis_limits.py [--before path/to/other/checkout]
+                                                 [--worker-class gevent_pywsgi ...]
                                                  [--rounds 3] [--seconds 8]
 
 Side by side, 2 workers each, `--keep-alive 0`, wrk -t2 -c16 (bench/load.lua, 200
@@ -11,7 +12,8 @@ applications), round after round so a slow patch of the shared machine falls on 
 - the service as the README runs it in production (`gunicorn -c gunicorn.conf.py`, gevent
   workers) with RATE_LIMIT_STORAGE_URL on Redis, and with counters in each process
   (`memory://`);
-- with --before, the same Redis service from another checkout (the code before a change).
+- with --before, the same Redis service from another checkout (the code before a change);
+- with --worker-class, the same Redis service under other gunicorn worker classes (a trial).
 
 Prints each one's median req/s, p99 and errors, and the ratios to the better hello-world.
 Target: the service with Redis >= 0.5x.
@@ -32,6 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", help="another checkout: its service with Redis, too")
+    parser.add_argument("--worker-class", action="append", default=[],
+                        help="also serve the Redis service with this gunicorn worker class")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
@@ -63,6 +67,10 @@ def main() -> None:
             servers["ping, Redis, before"] = (serve("before", "app:create_app()", [],
                                                     cwd=args.before,
                                                     RATE_LIMIT_STORAGE_URL=REDIS_URL), uuids)
+        for worker_class in args.worker_class:
+            servers[f"ping, Redis, {worker_class}"] = (
+                serve(f"redis-{worker_class}", "app:create_app()",
+                      ["--worker-class", worker_class], RATE_LIMIT_STORAGE_URL=REDIS_URL), uuids)
         results = alternate(servers, args.rounds, args.seconds)
     rps = {name: median([run["rps"] for run in runs]) for name, runs in results.items()}
     baseline_name = max(("hello sync", "hello gthread"), key=rps.get)
