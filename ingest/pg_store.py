@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import string
 from typing import Any
 
 import psycopg2
@@ -76,6 +77,14 @@ class Statement:
         typed = [f"%s::{t}" for t in parameter_types]
         self.execute_prepared = f"EXECUTE {name}({', '.join(typed)})"
         self.execute_in_full = body.format(*typed)
+        # Sent in full, a parameter the body names twice, or out of order, is sent again there.
+        self._order_in_full = [int(field) for _, field, _, _ in string.Formatter().parse(body)
+                               if field is not None]
+
+    def sql_and_parameters(self, values: list[Any], prepared: bool) -> tuple[str, list[Any]]:
+        if prepared:
+            return self.execute_prepared, values
+        return self.execute_in_full, [values[n] for n in self._order_in_full]
 
 
 def _record_type(columns) -> str:
@@ -224,9 +233,9 @@ class PostgresHeartbeatStore:
                 "all_post": all_post[application_uuid]})
         views = [heartbeat_view(application_uuid, signal) for application_uuid, signal in items]
         with self._cursor() as cursor:
-            cursor.execute(self._statement_sql(WRITE_OK_PINGS),
-                           [json.dumps([_row(view) for view in views]),
-                            json.dumps(applications), list(latest)])
+            cursor.execute(*WRITE_OK_PINGS.sql_and_parameters(
+                [json.dumps([_row(view) for view in views]), json.dumps(applications),
+                 list(latest)], self.use_prepared))
             (all_matched,) = cursor.fetchone()
         if not all_matched:  # another process changed one of them: the two round trips tell
             for application_uuid in latest:
@@ -236,8 +245,9 @@ class PostgresHeartbeatStore:
 
     def _write(self, items: list[tuple[str, Signal]]) -> list[Any] | None:
         with self._cursor() as cursor:
-            cursor.execute("BEGIN; " + self._statement_sql(LOCK_APPLICATIONS),
-                           [sorted({uuid for uuid, _ in items})])
+            sql, parameters = LOCK_APPLICATIONS.sql_and_parameters(
+                [sorted({uuid for uuid, _ in items})], self.use_prepared)
+            cursor.execute("BEGIN; " + sql, parameters)
             applications = {row[1]: LockedApplication(row) for row in cursor.fetchall()}
             results: list[Any] = []
             heartbeats: list[dict[str, Any]] = []
@@ -257,16 +267,17 @@ class PostgresHeartbeatStore:
                 view = heartbeat_view(application_uuid, signal, facts.duration_ms, kind)
                 heartbeats.append({**_row(view), "application_id": application.id})
                 results.append(view)
-            sql, parameters = [], []
-            if changed:
-                sql.append(self._statement_sql(UPDATE_APPLICATIONS))
-                parameters.append(json.dumps([application.changes()
-                                              for application in changed.values()]))
-            if heartbeats:
-                sql.append(self._statement_sql(INSERT_HEARTBEATS))
-                parameters.append(json.dumps(heartbeats))
-            sql.append("COMMIT")
-            cursor.execute("; ".join(sql), parameters)
+            changes = [application.changes() for application in changed.values()]
+            statements, parameters = [], []
+            for statement, values in ((UPDATE_APPLICATIONS, changes),
+                                      (INSERT_HEARTBEATS, heartbeats)):
+                if values:
+                    sql, more = statement.sql_and_parameters([json.dumps(values)],
+                                                             self.use_prepared)
+                    statements.append(sql)
+                    parameters += more
+            statements.append("COMMIT")
+            cursor.execute("; ".join(statements), parameters)
         self._remember_schedules(applications.values())
         return results
 
@@ -286,9 +297,6 @@ class PostgresHeartbeatStore:
                 self._connection.close()
             finally:
                 self._connection = None
-
-    def _statement_sql(self, statement: Statement) -> str:
-        return statement.execute_prepared if self.use_prepared else statement.execute_in_full
 
     @contextlib.contextmanager
     def _cursor(self):

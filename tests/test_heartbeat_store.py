@@ -219,9 +219,17 @@ def test_without_its_prepared_statements_the_store_sends_them_in_full(app):
             cursor.execute("DEALLOCATE ALL")
         results = store.write([(uuid, signal("ok", T0 + dt.timedelta(seconds=3)))])
         store.write([(uuid, signal("log", T0 + dt.timedelta(seconds=4), metadata_json={"k": [1]}))])
+        sent = recorded(store)
+        pinged_at = T0 + dt.timedelta(seconds=5)
+        plain = store.write([(uuid, signal("ok", pinged_at)), (uuid, signal("ok", pinged_at))])
         store.close()
         assert not store.use_prepared and results[0]["duration_ms"] == 3000
-        assert [row["kind"] for row in stored_heartbeats(uuid)] == ["start", "ok", "log"]
+        # Plain pings of an application seen up: the one statement, its parameters in its order.
+        assert len(sent) == 1 and sent[0] == WRITE_OK_PINGS.execute_in_full
+        assert [result["kind"] for result in plain] == ["ok", "ok"]
+        assert [row["kind"] for row in stored_heartbeats(uuid)] == \
+            ["start", "ok", "log", "ok", "ok"]
+        assert application_state(uuid)["last_heartbeat_at"] == pinged_at
         assert application_state(uuid)["status"] == "up"
 
 
