@@ -176,11 +176,11 @@ def main() -> None:
         def insert_json(store):
             connection = store._connected()
             sql = store._statement_sql(INSERT_HEARTBEATS)
-            prepare, binary = ({"prepare": True}, {"binary": True}) if store is psycopg3 else ({}, {})
+            options = {"prepare": True} if store is psycopg3 else {}
 
             def write(heartbeats):
-                with connection.cursor(**binary) as cursor:
-                    cursor.execute(sql, [json.dumps(heartbeats)], **prepare)
+                with connection.cursor(**{"binary": True} if options else {}) as cursor:
+                    cursor.execute(sql, [json.dumps(heartbeats)], **options)
             return write
 
         def copy(heartbeats):
