@@ -34,7 +34,6 @@ import re
 import time
 
 import psycopg
-
 from bench_ingest import create_applications
 from common import _dsn, bench_database, machine, median
 from store_cost import process_cpu_seconds
@@ -74,8 +73,8 @@ def psycopg3_store(database_url: str):
     class Psycopg3Store(PostgresHeartbeatStore):
         pipelined = False
 
-        def _statement_sql(self, statement) -> str:
-            return native_sql(statement)
+        def _sql_and_parameters(self, statement, values):
+            return native_sql(statement), values
 
         def _connected(self):
             if self._connection is None:
@@ -137,8 +136,12 @@ def main() -> None:
         uuids = create_applications(database_url, 200)
         from app import create_app
         from database import db
-        from ingest.pg_store import INSERT_HEARTBEATS, HEARTBEAT_COLUMNS, PostgresHeartbeatStore
-        from ingest.pg_store import _row
+        from ingest.pg_store import (
+            HEARTBEAT_COLUMNS,
+            INSERT_HEARTBEATS,
+            PostgresHeartbeatStore,
+            _row,
+        )
         from ingest.signals import heartbeat_view, received_signal
         app = create_app({"DATABASE_URL": database_url, "MONITOR_ENABLED": False,
                           "LOG_LEVEL": "WARNING"})
@@ -175,7 +178,7 @@ def main() -> None:
 
         def insert_json(store):
             connection = store._connected()
-            sql = store._statement_sql(INSERT_HEARTBEATS)
+            sql, _ = store._sql_and_parameters(INSERT_HEARTBEATS, [None])
             options = {"prepare": True} if store is psycopg3 else {}
 
             def write(heartbeats):

@@ -233,9 +233,9 @@ class PostgresHeartbeatStore:
                 "all_post": all_post[application_uuid]})
         views = [heartbeat_view(application_uuid, signal) for application_uuid, signal in items]
         with self._cursor() as cursor:
-            cursor.execute(*WRITE_OK_PINGS.sql_and_parameters(
-                [json.dumps([_row(view) for view in views]), json.dumps(applications),
-                 list(latest)], self.use_prepared))
+            cursor.execute(*self._sql_and_parameters(
+                WRITE_OK_PINGS, [json.dumps([_row(view) for view in views]),
+                                 json.dumps(applications), list(latest)]))
             (all_matched,) = cursor.fetchone()
         if not all_matched:  # another process changed one of them: the two round trips tell
             for application_uuid in latest:
@@ -245,8 +245,8 @@ class PostgresHeartbeatStore:
 
     def _write(self, items: list[tuple[str, Signal]]) -> list[Any] | None:
         with self._cursor() as cursor:
-            sql, parameters = LOCK_APPLICATIONS.sql_and_parameters(
-                [sorted({uuid for uuid, _ in items})], self.use_prepared)
+            sql, parameters = self._sql_and_parameters(
+                LOCK_APPLICATIONS, [sorted({uuid for uuid, _ in items})])
             cursor.execute("BEGIN; " + sql, parameters)
             applications = {row[1]: LockedApplication(row) for row in cursor.fetchall()}
             results: list[Any] = []
@@ -272,8 +272,7 @@ class PostgresHeartbeatStore:
             for statement, values in ((UPDATE_APPLICATIONS, changes),
                                       (INSERT_HEARTBEATS, heartbeats)):
                 if values:
-                    sql, more = statement.sql_and_parameters([json.dumps(values)],
-                                                             self.use_prepared)
+                    sql, more = self._sql_and_parameters(statement, [json.dumps(values)])
                     statements.append(sql)
                     parameters += more
             statements.append("COMMIT")
@@ -297,6 +296,10 @@ class PostgresHeartbeatStore:
                 self._connection.close()
             finally:
                 self._connection = None
+
+    def _sql_and_parameters(self, statement: Statement,
+                            values: list[Any]) -> tuple[str, list[Any]]:
+        return statement.sql_and_parameters(values, self.use_prepared)
 
     @contextlib.contextmanager
     def _cursor(self):
