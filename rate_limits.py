@@ -10,10 +10,10 @@
 Fixed windows: one counter per key and window, cheap in memory and in Redis. `memory://`
 counts in each process; with several workers or instances use a shared store such as
 `redis://127.0.0.1:6379/0`. When that store is unreachable, or does not answer within
-STORE_TIMEOUT_SECONDS, requests are let through and counted per process for
-STORE_RETRY_SECONDS, then the store is tried again: a monitor must not refuse heartbeats, nor
-answer them slowly, because its rate-limit store is down or hung. Over a limit: 429
-`RATE_LIMITED` with `Retry-After`; other answers carry no rate-limit headers.
+STORE_TIMEOUT_SECONDS, requests are counted in each process for STORE_RETRY_SECONDS (on from
+the counts last heard from Redis), then the store is tried again: a monitor must not refuse
+heartbeats, nor answer them slowly, because its rate-limit store is down or hung. Over a
+limit: 429 `RATE_LIMITED` with `Retry-After`; other answers carry no rate-limit headers.
 
 `limits` is used directly rather than through Flask-Limiter: heartbeats are the hot path, and
 Flask-Limiter's per-request resolution of decorated limits cost more than the rest of a ping.
@@ -145,28 +145,36 @@ class RateLimits:
 
     def hit(self, *checks: tuple[RateLimitItem, str, str], exact: bool = True) -> None:
         """Count one request against each (limit, scope, key) in turn; RateLimited when over."""
-        refused = None
-        counted = False
-        if time.monotonic() >= self._store_down_until:
+        if time.monotonic() < self._store_down_until:
+            refused = self._hit_in_process(checks)
+        else:
             try:
-                refused = (self._hit_redis(checks, exact) if self.redis is not None
-                           else self._hit_limiter(self.store, checks))
-                counted = True
+                refused = self._hit_store(checks, exact)
             except Exception as error:  # the store is down: count in this process meanwhile
                 log.warning("rate limit store unreachable (%s); counting in this process for "
                             "%g s", type(error).__name__, STORE_RETRY_SECONDS)
                 self._store_down_until = time.monotonic() + STORE_RETRY_SECONDS
-        if not counted:
-            refused = self._hit_limiter(self.fallback, checks)
+                refused = self._hit_in_process(checks)
         if refused is not None:
             limit, retry_after = refused
             raise RateLimited(f"Limit: {limit}.", retry_after_seconds=retry_after)
 
-    def _hit_redis(self, checks: tuple[tuple[RateLimitItem, str, str], ...], exact: bool):
+    def _hit_store(self, checks: tuple[tuple[RateLimitItem, str, str], ...], exact: bool):
         """(the limit refused, Retry-After) or None."""
-        keyed = [(limit, self.redis.key(limit, NAMESPACE, scope, key))
-                 for limit, scope, key in checks]
+        if self.redis is None:
+            return self._hit_limiter(self.store, checks)
+        keyed = self._redis_keys(checks)
         return self.redis.hit_exact(keyed) if exact else self.redis.hit(keyed)
+
+    def _hit_in_process(self, checks: tuple[tuple[RateLimitItem, str, str], ...]):
+        """While the store cannot be asked: from Redis's counts as last heard, if Redis."""
+        if self.redis is None:
+            return self._hit_limiter(self.fallback, checks)
+        return self.redis.hit_offline(self._redis_keys(checks))
+
+    def _redis_keys(self, checks: tuple[tuple[RateLimitItem, str, str], ...]):
+        return [(limit, self.redis.key(limit, NAMESPACE, scope, key))
+                for limit, scope, key in checks]
 
     @staticmethod
     def _hit_limiter(limiter: FixedWindowRateLimiter,

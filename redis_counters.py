@@ -17,6 +17,10 @@ counted while its view of the count was stale; the hit that fills its share is c
 and from then on it knows the count is at the limit. A process that stops receiving requests
 keeps up to its share of hits unsent until its next request, which is within the same bound.
 
+While Redis cannot be asked (`hit_offline`), a process counts on from the counts it last heard
+from Redis, with no share: it lets a counter through up to the limit less what it last knew,
+and sends every hit once Redis answers again.
+
 Hits counted locally for a window that has since ended are dropped, not sent into the next one:
 a window's end is known from Redis (PTTL, read just before asking, so never late), and a
 request is never refused for hits of an earlier window.
@@ -140,6 +144,21 @@ class RedisCounters:
             return None
         pttl_ms = answer[2 * refused_at]
         return checks[refused_at - 1][0], max(1, pttl_ms // 1000 + 1)
+
+    def hit_offline(self, checks: Sequence[Check]) -> Refusal | None:
+        """Count a request here alone, while Redis cannot be asked: against the counts last
+        heard from it, refused hits counted too (as limits counts), all sent once it answers."""
+        now = self.clock()
+        with self._lock:
+            for limit, key in checks:
+                counter = self._counter(limit, key, now)
+                counter.unsent += 1
+                self._unsent_keys.add(key)
+                if counter.counted + counter.unsent > limit.amount:
+                    seconds_left = (counter.ends_at - now if counter.ends_at is not None
+                                    else limit.get_expiry())
+                    return limit, max(1, int(seconds_left) + 1)
+        return None
 
     def flush(self) -> None:
         """Add every hit counted here to Redis, in one round trip, and learn the counts."""

@@ -169,3 +169,18 @@ def test_hits_not_sent_while_redis_is_unreachable_are_sent_when_it_answers(count
         assert redis_count(counters, limit, counter_key) == 3
     finally:
         proxy.close()
+
+
+def test_while_redis_cannot_be_asked_a_process_counts_on_from_what_it_last_heard(counter_key):
+    clock = FakeClock()
+    [counters] = processes(1, clock)
+    limit = parse("10/minute")
+    for _ in range(8):
+        assert hit(counters, limit, counter_key)
+    counters.flush()  # Redis has said 8
+    offline = [counters.hit_offline([(limit, counters.key(limit, "t", counter_key))])
+               for _ in range(4)]
+    assert [refusal is None for refusal in offline] == [True, True, False, False]
+    assert 1 <= offline[2][1] <= 61  # Retry-After: the window Redis said it has left
+    counters.flush()  # Redis answers again: every hit is sent, refused ones too
+    assert redis_count(counters, limit, counter_key) == 12

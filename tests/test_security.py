@@ -180,6 +180,28 @@ def test_pings_are_still_accepted_and_limited_while_the_rate_limit_store_is_down
     assert_rate_limited(anonymous.get(f"/ping/{uuid}"))  # counted in memory meanwhile
 
 
+def test_a_store_lost_mid_window_leaves_each_process_what_it_last_heard(make_app):
+    """Counting on from Redis's last counts, not from zero: a client near its limit when the
+    link is cut does not get a fresh limit's worth through each process."""
+    proxy = ChaosProxy("127.0.0.1", 6379)
+    try:
+        app = make_app(PING_RATE_LIMIT="5/minute",
+                       RATE_LIMIT_STORAGE_URL=f"redis://127.0.0.1:{proxy.port}/15")
+        rate_limits = app.extensions["hbmon"].rate_limits
+        uuid, client = str(uuid_lib.uuid4()), "192.0.2.9"
+        for _ in range(4):
+            rate_limits.check_heartbeat(uuid, client)
+        rate_limits.redis.flush()  # Redis has counted 4
+        proxy.cut()
+        rate_limits.check_heartbeat(uuid, client)  # the fifth, counted here
+        with pytest.raises(RateLimited):
+            rate_limits.check_heartbeat(uuid, client)
+        with pytest.raises(RateLimited):
+            rate_limits.check_heartbeat(uuid, client)
+    finally:
+        proxy.close()
+
+
 def test_a_rate_limit_store_that_stops_answering_delays_pings_by_its_timeout_only(served_app):
     proxy = ChaosProxy("127.0.0.1", 6379)
     try:
