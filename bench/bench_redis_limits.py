@@ -13,7 +13,8 @@ applications), round after round so a slow patch of the shared machine falls on 
   workers) with RATE_LIMIT_STORAGE_URL on Redis, and with counters in each process
   (`memory://`);
 - with --before, the same Redis service from another checkout (the code before a change);
-- with --worker-class, the same Redis service under other gunicorn worker classes (a trial).
+- with --worker-class, hello-world and the Redis service under other gunicorn worker classes
+  (a trial; the baseline stays the better of sync and gthread).
 
 Prints each one's median req/s, p99 and errors, and the ratios to the better hello-world.
 Target: the service with Redis >= 0.5x.
@@ -68,6 +69,9 @@ def main() -> None:
                                                     cwd=args.before,
                                                     RATE_LIMIT_STORAGE_URL=REDIS_URL), uuids)
         for worker_class in args.worker_class:
+            servers[f"hello {worker_class}"] = (
+                serve(f"hello-{worker_class}", "hello:app", ["--worker-class", worker_class]),
+                None)
             servers[f"ping, Redis, {worker_class}"] = (
                 serve(f"redis-{worker_class}", "app:create_app()",
                       ["--worker-class", worker_class], RATE_LIMIT_STORAGE_URL=REDIS_URL), uuids)
@@ -75,7 +79,7 @@ def main() -> None:
     rps = {name: median([run["rps"] for run in runs]) for name, runs in results.items()}
     baseline_name = max(("hello sync", "hello gthread"), key=rps.get)
     for name, runs in results.items():
-        print(f"  {name:20s} {describe(runs)}; x{rps[name] / rps[baseline_name]:.2f} of "
+        print(f"  {name:26s} {describe(runs)}; x{rps[name] / rps[baseline_name]:.2f} of "
               f"{baseline_name}", flush=True)
     redis_runs = results["ping, Redis"]
     ratio = rps["ping, Redis"] / rps[baseline_name]
