@@ -23,7 +23,8 @@ and sends every hit once Redis answers again.
 
 Hits counted locally for a window that has since ended are dropped, not sent into the next one:
 a window's end is known from Redis (PTTL, read just before asking, so never late), and a
-request is never refused for hits of an earlier window.
+request is never refused for hits of an earlier window. (Before Redis has answered for a
+counter, its hits go into whichever window Redis has.)
 """
 from __future__ import annotations
 
@@ -68,17 +69,26 @@ Refusal = tuple[RateLimitItem, int]  # the limit refused and Retry-After in seco
 class Counter:
     """What this process knows of one counter in its current window."""
 
-    __slots__ = ("window_seconds", "counted", "unsent", "ends_at")
+    __slots__ = ("window_seconds", "counted", "unsent", "ends_at", "heard")
 
-    def __init__(self, window_seconds: int) -> None:
+    def __init__(self, window_seconds: int, now: float) -> None:
         self.window_seconds = window_seconds
         self.counted = 0  # Redis's count when last asked
         self.unsent = 0  # hits let through here since, not yet added in Redis
-        self.ends_at: float | None = None  # the window's end (clock time), once Redis said
+        # Until Redis answers for it, the window is taken to end one window after its first
+        # hit here: counters of ended windows are forgotten even while Redis cannot be asked.
+        self.ends_at = now + window_seconds
+        self.heard = False
 
     def learn(self, count: int, pttl_ms: int, asked_at: float) -> None:
-        self.counted = count
-        self.ends_at = asked_at + (pttl_ms / 1000 if pttl_ms >= 0 else self.window_seconds)
+        ends_at = asked_at + (pttl_ms / 1000 if pttl_ms >= 0 else self.window_seconds)
+        if self.heard and abs(ends_at - self.ends_at) < self.window_seconds / 2:
+            # The same window: answers to concurrent requests can arrive out of order, and
+            # Redis's count only grows within a window.
+            self.counted = max(self.counted, count)
+        else:
+            self.counted = count
+        self.ends_at, self.heard = ends_at, True
 
 
 def local_share(limit: RateLimitItem) -> int:
@@ -155,9 +165,7 @@ class RedisCounters:
                 counter.unsent += 1
                 self._unsent_keys.add(key)
                 if counter.counted + counter.unsent > limit.amount:
-                    seconds_left = (counter.ends_at - now if counter.ends_at is not None
-                                    else limit.get_expiry())
-                    return limit, max(1, int(seconds_left) + 1)
+                    return limit, max(1, int(counter.ends_at - now) + 1)
         return None
 
     def flush(self) -> None:
@@ -187,8 +195,8 @@ class RedisCounters:
 
     def _counter(self, limit: RateLimitItem, key: str, now: float) -> Counter:
         counter = self._counters.get(key)
-        if counter is None or (counter.ends_at is not None and now >= counter.ends_at):
-            counter = self._counters[key] = Counter(limit.get_expiry())
+        if counter is None or now >= counter.ends_at:
+            counter = self._counters[key] = Counter(limit.get_expiry(), now)
             self._unsent_keys.discard(key)  # an ended window's hits are not sent into the next
         return counter
 
@@ -213,8 +221,7 @@ class RedisCounters:
     def _sweep(self, now: float) -> None:
         """Forget counters whose window has ended (memory only: they reset on read anyway)."""
         self._sweep_due_at = now + SWEEP_INTERVAL_SECONDS
-        ended = [key for key, counter in self._counters.items()
-                 if counter.ends_at is not None and now >= counter.ends_at]
+        ended = [key for key, counter in self._counters.items() if now >= counter.ends_at]
         for key in ended:
             del self._counters[key]
             self._unsent_keys.discard(key)

@@ -15,7 +15,12 @@ import redis
 from limits import parse
 from limits.storage import storage_from_string
 
-from redis_counters import FLUSH_INTERVAL_SECONDS, RedisCounters, local_share
+from redis_counters import (
+    FLUSH_INTERVAL_SECONDS,
+    SWEEP_INTERVAL_SECONDS,
+    RedisCounters,
+    local_share,
+)
 from tests.faults import ChaosProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -184,3 +189,29 @@ def test_while_redis_cannot_be_asked_a_process_counts_on_from_what_it_last_heard
     assert 1 <= offline[2][1] <= 61  # Retry-After: the window Redis said it has left
     counters.flush()  # Redis answers again: every hit is sent, refused ones too
     assert redis_count(counters, limit, counter_key) == 12
+
+
+def test_counters_of_ended_windows_are_forgotten_even_while_redis_cannot_be_asked(counter_key):
+    clock = FakeClock()
+    [counters] = processes(1, clock)
+    limit = parse("100/minute")
+    for n in range(50):  # a client spraying UUIDs while Redis is away
+        counters.hit_offline([(limit, counters.key(limit, "t", f"{counter_key}-{n}"))])
+    assert len(counters._counters) == 50
+    clock.advance(SWEEP_INTERVAL_SECONDS + 61)
+    counters.flush()  # Redis is back: the sweep first, then nothing of ended windows to send
+    assert counters._counters == {}
+    assert redis_count(counters, limit, f"{counter_key}-0") == 0
+
+
+def test_an_older_answer_arriving_late_does_not_lower_the_count_heard(counter_key):
+    clock = FakeClock()
+    [counters] = processes(1, clock)
+    limit = parse("100/minute")
+    counter_redis_key = counters.key(limit, "t", counter_key)
+    for _ in range(3):
+        assert counters.hit_exact([(limit, counter_redis_key)]) is None
+    counter = counters._counters[counter_redis_key]
+    assert counter.counted == 3
+    counter.learn(2, 59_000, clock())  # an answer sent before the last one, handled after it
+    assert counter.counted == 3
