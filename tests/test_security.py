@@ -114,14 +114,20 @@ def test_dashboard_sign_in_attempts_are_limited(served_app):
 
 
 def test_redis_storage_shares_the_count_between_processes(served_app):
+    """Within the local shares' tolerance (redis_counters.py): a limit of 3 never refuses
+    before 3 and lets through at most 3 + 1 per process; counted apart, 8 would pass."""
     storage = "redis://127.0.0.1:6379/15"
     app, first = served_app(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
     _, second = served_app(PING_RATE_LIMIT="3/minute", RATE_LIMIT_STORAGE_URL=storage)
     uuid = new_application(Client(first.url, make_key(app)))
-    answers = [Client(server.url).get(f"/ping/{uuid}").status_code
-               for server in (first, second, first)]
-    assert answers == [200, 200, 200]
-    assert_rate_limited(Client(second.url).get(f"/ping/{uuid}"))
+    answers = [Client(server.url).get(f"/ping/{uuid}") for server in (first, second) * 4]
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) == {200, 429}
+    assert statuses.index(429) >= 3
+    assert 3 <= statuses.count(200) <= 3 + 2
+    for answer in answers:
+        if answer.status_code == 429:
+            assert_rate_limited(answer)
 
 
 def test_redis_counts_a_heartbeats_two_limits_in_the_windows_limits_itself_keeps(served_app):
