@@ -1,8 +1,10 @@
 """The production server (gunicorn with gunicorn.conf.py) against clients that misbehave on
-the wire, driven with raw sockets: slow and cut-off bodies, malformed HTTP."""
+the wire, driven with raw sockets: slow and cut-off bodies, malformed HTTP, and the framing
+the app's own limits rely on."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -14,7 +16,7 @@ from app import create_app
 from database import db
 from models import Heartbeat
 from tests.conftest import make_key, migrate
-from tests.faults import ServerProcess, SlowClients, raw_request, timed_ping
+from tests.faults import ServerProcess, SlowClients, _whole_response, raw_request, timed_ping
 from tests.helpers import ENVELOPE_KEYS, assert_no_leak
 from utils.clock import ManualClock
 
@@ -119,6 +121,25 @@ MALFORMED = [
     ("two Content-Lengths that disagree",
      b"POST /ping/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
      400),
+    ("a request line just over gunicorn's 4094 bytes",
+     b"GET /" + b"a" * 4082 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ("more than 100 header fields",
+     b"GET /health HTTP/1.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+     431),
+    ("a header field over 8190 bytes",
+     b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8190 + b"\r\n\r\n", 431),
+    ("a transfer coding other than chunked",
+     b"POST /ping/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br\r\n\r\n", 501),
+    ("a transfer coding that does not end with chunked",
+     b"POST /ping/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ("chunked under HTTP/1.0",
+     b"POST /ping/x HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("a Content-Length that is not a number",
+     b"POST /ping/x HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", 400),
+    ("a header line ended by a bare LF", b"GET /health HTTP/1.1\r\nHost: x\n\r\n", 400),
+    ("an expectation other than 100-continue",
+     b"GET /health HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n", 417),
+    ("HTTP/0.9", b"GET /health\r\n\r\n", 400),
 ]
 
 
@@ -138,3 +159,61 @@ def test_malformed_http_that_never_reaches_the_app_gets_the_envelope(served, req
     assert error["code"] == "MALFORMED_REQUEST"
     assert error["request_id"] == headers["x-request-id"]
     assert_no_leak(body.decode())
+
+
+def test_a_request_line_of_gunicorns_limit_is_served(served):
+    path = f"/ping/{served.uuid}?pad="
+    line = f"GET {path}{'a' * (4094 - len(path) - len('GET  HTTP/1.1'))} HTTP/1.1"
+    assert len(line) == 4094
+    answer = raw_request(served.port, line.encode() + b"\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer (with a Content-Length) read from a connection kept open."""
+    data = b""
+    while not _whole_response(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_chunked_body_and_expect_100_continue_reach_the_app(served):
+    before = served.heartbeat_count()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(f"POST /ping/{served.uuid}/log HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Type: text/plain\r\nExpect: 100-continue\r\n"
+                     "Content-Length: 7\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"100cont")
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(f"POST /ping/{served.uuid}/log HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "4\r\nchun\r\n3\r\nked\r\n0\r\n\r\n".encode())
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+    deadline = time.monotonic() + 10
+    while served.heartbeat_count() < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {"100cont", "chunked"} <= set(served.messages())
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_apps_limit_is_refused_by_the_app(served, framing):
+    size = 1024 * 1024 + 1
+    head = (f"POST /ping/{served.uuid}/log HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            "Content-Type: text/plain\r\n")
+    if framing == "chunked":
+        request = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + \
+            b"%x\r\n" % size + b"a" * size + b"\r\n0\r\n\r\n"
+    else:
+        request = (head + f"Content-Length: {size}\r\n\r\n").encode() + b"a" * size
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:
+            pass  # the server may answer and close before the whole body is sent
+        answer = read_answer(sock)
+    assert answer.split(b" ", 2)[1] == b"413", answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "PAYLOAD_TOO_LARGE"
