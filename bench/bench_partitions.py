@@ -29,8 +29,8 @@ import time
 from sqlalchemy import text
 
 from bench_ingest import create_applications
-from common import BIN, ROOT, bench_database, connect, machine, median, report, server_environment
-from store_cost import process_cpu_seconds
+from common import (BIN, ROOT, bench_database, connect, machine, median, per_batch_costs,
+                    report, server_environment)
 
 from heartbeat_partitions import partition_name  # noqa: E402  (common puts the project on the path)
 
@@ -240,13 +240,7 @@ def ingest(args) -> bool:
             store = stores[name]
             batches = [batch(name) for _ in range(args.batches)]
             backend = store._connection.dbapi_connection.get_backend_pid()
-            wall, cpu, server = (time.perf_counter(), time.process_time(),
-                                 process_cpu_seconds(backend))
-            for items in batches:
-                store.write(items)
-            costs = (time.perf_counter() - wall, time.process_time() - cpu,
-                     process_cpu_seconds(backend) - server)
-            return tuple(1e6 * cost / args.batches for cost in costs)
+            return per_batch_costs(store.write, batches, backend)
 
         for name in stores:  # warm up; the one-statement path learns the schedules
             for _ in range(300):

@@ -31,12 +31,10 @@ import functools
 import json
 import random
 import re
-import time
 
 import psycopg
 from bench_ingest import create_applications
-from common import _dsn, bench_database, machine, median
-from store_cost import process_cpu_seconds
+from common import _dsn, bench_database, machine, median, per_batch_costs
 
 PLACEHOLDER = re.compile(r"\$(\d+)\b")
 
@@ -110,16 +108,6 @@ def backend_pid(store) -> int:
     if isinstance(connection, psycopg.Connection):
         return connection.info.backend_pid
     return connection.get_backend_pid()
-
-
-def measure(write, batches: list, pid: int) -> tuple[float, float, float]:
-    """Per batch, in microseconds: wall time, CPU of this process, CPU of the backend."""
-    wall, cpu, server = time.perf_counter(), time.process_time(), process_cpu_seconds(pid)
-    for batch in batches:
-        write(batch)
-    costs = (time.perf_counter() - wall, time.process_time() - cpu,
-             process_cpu_seconds(pid) - server)
-    return tuple(1e6 * cost / len(batches) for cost in costs)
 
 
 def main() -> None:
@@ -210,7 +198,7 @@ def main() -> None:
                 for name, driver, write in order:
                     batches = [make(size) for _ in range(count)]
                     results[case, name].append(
-                        measure(write, batches, backend_pid(stores[driver])))
+                        per_batch_costs(write, batches, backend_pid(stores[driver])))
         for store in stores.values():
             store.close()
         with app.app_context():

@@ -138,6 +138,26 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def per_batch_costs(write, batches: list, backend_pid: int) -> tuple[float, float, float]:
+    """write() each batch in turn; per batch, in microseconds: wall time, CPU of this process
+    and CPU of the PostgreSQL backend `backend_pid`."""
+    wall, cpu, server = time.perf_counter(), time.process_time(), process_cpu_seconds(backend_pid)
+    for batch in batches:
+        write(batch)
+    costs = (time.perf_counter() - wall, time.process_time() - cpu,
+             process_cpu_seconds(backend_pid) - server)
+    return tuple(1e6 * cost / len(batches) for cost in costs)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

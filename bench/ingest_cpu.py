@@ -23,21 +23,26 @@ import subprocess
 import sys
 
 from bench_ingest import application_uuid_file, run_wrk, service_environment
-from common import bench_database, connect, gunicorn, scratch_dir, worker_pids
+from common import (
+    TICKS,
+    bench_database,
+    connect,
+    gunicorn,
+    process_cpu_seconds,
+    scratch_dir,
+    worker_pids,
+)
 
-TICKS = os.sysconf("SC_CLK_TCK")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+    """The processes' CPU time so far; those that have exited count nothing."""
+    total = 0.0
     for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+        with contextlib.suppress(FileNotFoundError):
+            total += process_cpu_seconds(pid)
+    return total
 
 
 def pids(*pgrep_arguments: str) -> list[int]:

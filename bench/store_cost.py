@@ -18,19 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import os
 import random
-import time
 
 from bench_ingest import create_applications
-from common import bench_database, connect, machine, median
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+from common import bench_database, connect, machine, median, per_batch_costs
 
 
 def main() -> None:
@@ -79,14 +70,9 @@ def main() -> None:
                 store.write(batch())
             backend = store._connection.dbapi_connection.get_backend_pid()
             batches = [batch() for _ in range(args.batches)]
-            wall, cpu, server = (time.perf_counter(), time.process_time(),
-                                 process_cpu_seconds(backend))
-            for items in batches:
-                store.write(items)
-            costs = (time.perf_counter() - wall, time.process_time() - cpu,
-                     process_cpu_seconds(backend) - server)
+            costs = per_batch_costs(store.write, batches, backend)
             store.close()
-            return tuple(1e6 * cost / args.batches for cost in costs)
+            return costs
 
         variants = [("two round trips", False, True), ("one statement", True, True)]
         if args.count_trigger or args.status_trigger:
