@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import (ROOT, bench_database, gunicorn, machine, median, report, scratch_dir,
-                    server_environment)
+from common import (ROOT, bench_database, gunicorn, machine, median, print_server_log_errors,
+                    report, scratch_dir, server_environment)
 
 CONNECTIONS = 16
 APPLICATIONS = 200
@@ -144,10 +144,7 @@ def main() -> bool:
             print(f"  scaling: 4 workers / 2 workers = "
                   f"{median([r['rps'] for r in four]) / median([r['rps'] for r in two]):.2f} "
                   "(informational)", flush=True)
-        gunicorn_errors = [line for line in log_path.read_text().splitlines()
-                           if "Traceback" in line or "ERROR" in line]
-        if gunicorn_errors:
-            print(f"  server log: {len(gunicorn_errors)} error lines, first: {gunicorn_errors[0]}")
+        print_server_log_errors(log_path)
     return passed
 
 

@@ -28,7 +28,8 @@ import sys
 import time
 
 from bench_ingest import CONNECTIONS, describe, run_wrk, service_environment
-from common import bench_database, gunicorn, machine, median, report, scratch_dir, worker_pids
+from common import (bench_database, gunicorn, machine, median, print_server_log_errors, report,
+                    scratch_dir, worker_pids)
 from ingest_cpu import cpu_seconds
 
 APPLICATIONS = 200
@@ -147,10 +148,7 @@ def main() -> bool:
                                              "slug": f"/ping/{slug_paths[0]}"})
         print(f"  fast path in process, writer a no-op: UUID ping {cost['uuid']:.1f} us, "
               f"slug ping {cost['slug']:.1f} us ({cost['slug'] - cost['uuid']:+.1f} us)")
-        server_errors = [line for line in log_path.read_text().splitlines()
-                         if "Traceback" in line or "ERROR" in line]
-        if server_errors:
-            print(f"  server log: {len(server_errors)} error lines, first: {server_errors[0]}")
+        print_server_log_errors(log_path)
     return passed
 
 

@@ -158,6 +158,14 @@ def per_batch_costs(write, batches: list, backend_pid: int) -> tuple[float, floa
     return tuple(1e6 * cost / len(batches) for cost in costs)
 
 
+def print_server_log_errors(log_path: Path) -> None:
+    """Say whether the servers' log holds errors (a benchmark's figures may hide them)."""
+    errors = [line for line in log_path.read_text().splitlines()
+              if "Traceback" in line or "ERROR" in line]
+    if errors:
+        print(f"  server log: {len(errors)} error lines, first: {errors[0]}")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
